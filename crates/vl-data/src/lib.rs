@@ -1,0 +1,51 @@
+//! Data handling for vlkit: what turns files into the tensors the encoders eat.
+//!
+//! What `vl-data` owns today:
+//! - **Text**: [`ClipTokenizer`], CLIP's BPE tokenizer read from a Hugging Face
+//!   `tokenizer.json`, producing the same fixed-length id rows as transformers'
+//!   `CLIPTokenizerFast` (or open_clip's `tokenize`, with [`Padding::Zero`]), batched as
+//!   [`TokenBatch`] → `Tensor<2, Int>`.
+//! - **Images**: decoding ([`load_image`], [`load_dynamic_image`]) and CLIP preprocessing
+//!   ([`PreprocessConfig`], [`ImagePreprocessor`]) that reproduces transformers'
+//!   `CLIPImageProcessor` (both backends) and open_clip's eval transform — resize arithmetic
+//!   (a port of Pillow's resampler, and PyTorch's int16 variant), crop offsets and alpha
+//!   handling included — batched as [`PixelBatch`] → `Tensor<4>`.
+//!
+//! Later: datasets and samplers (Burn `Dataset` / `Batcher` impls), training-time augmentation,
+//! and the synthetic world used by the experiments.
+//!
+//! ```no_run
+//! use burn::prelude::Device;
+//! use vl_data::{ClipTokenizer, ImagePreprocessor, PreprocessConfig};
+//!
+//! # fn main() -> vl_data::Result<()> {
+//! let device = Device::flex();
+//! let tokenizer = ClipTokenizer::from_dir("clip-vit-base-patch32")?;
+//! let text = tokenizer.encode_batch(&["a photo of a cat", "a photo of a dog"])?;
+//! let ids = text.to_tensor(&device); // [2, 77]
+//!
+//! let config = PreprocessConfig::from_hf_file("clip-vit-base-patch32/preprocessor_config.json")?;
+//! let preprocessor = ImagePreprocessor::new(config)?;
+//! let pixels = preprocessor.preprocess_files(&["cat.jpg", "dog.png"])?.to_tensor(&device);
+//! # let _ = (ids, pixels);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod image;
+mod json;
+pub mod preprocess;
+mod resize;
+pub mod tokenizer;
+
+pub use crate::error::{Error, Result};
+pub use crate::image::{AlphaHandling, decode_image, load_dynamic_image, load_image, to_rgb};
+pub use crate::preprocess::{
+    CropRule, ImagePreprocessor, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelBatch, PreprocessConfig,
+    Reference, ResizeMode,
+};
+pub use crate::resize::{Resample, ResizeEngine};
+pub use crate::tokenizer::{ClipTokenizer, Padding, TokenBatch};

@@ -1,0 +1,375 @@
+//! xtask's command line, parsed by hand (as rust-analyzer does) so that xtask builds in seconds.
+//!
+//! [`help`] is the one description of the grammar; each command's struct here is what its module
+//! (`vl.rs`, `bench.rs`, `ci.rs`, `tidy.rs`) runs. xtask's own options are recognised anywhere
+//! before a `--`; every other argument of `embed` and `vl` is passed on to `vl` unchanged, and
+//! everything after `--` is passed on verbatim.
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Printed by `cargo xtask help`, `-h`, `--help` and a bare `cargo xtask`.
+pub(crate) fn help() -> String {
+    let test_command = crate::ci::TEST_COMMAND.join(" ");
+    HELP.replace("{test_command}", &test_command)
+}
+
+const HELP: &str = "\
+cargo xtask: project automation for vlkit (https://github.com/matklad/cargo-xtask)
+
+USAGE:
+    cargo xtask <COMMAND> [OPTIONS] [ARGS]...
+
+COMMANDS:
+    embed [--device D] [--release|--debug] [ARGS]...
+        Build `vl` for device D and run `vl embed ARGS...`, e.g.
+        cargo xtask embed --model DIR --image a.png --text 'a cat' --out out.json
+    vl [--device D] [--release|--debug] <SUBCOMMAND> [ARGS]...
+        Build `vl` for device D and run `vl SUBCOMMAND ARGS...`.
+    bench [--device D] [--torch] [-- CRITERION_ARGS...]
+        Run the criterion bench `encoders` of vl-bench on device D (VL_BENCH_DEVICE=D).
+        --torch: afterwards run the PyTorch baseline benches/torch/bench_encoders.py
+        (results in target/bench/torch.json); skipped with a warning if python3 or torch
+        is missing.
+    ci
+        What CI runs, stopping at the first failure: cargo fmt --check, cargo clippy
+        -D warnings, then the test command. Green here means green in CI.
+    test
+        Only the CI test command: cargo {test_command}
+    tidy
+        Check the repository conventions (`//!` headers, manifests, test names, ndarray
+        use) and list every offender as path:line. Also runs as a test of xtask.
+    help
+        Print this help.
+
+OPTIONS:
+    --device <flex|wgpu|cuda>
+        Burn backend: cargo `--no-default-features --features <D>` on vl-cli or vl-bench
+        [default: flex].
+    --release, --debug
+        Cargo profile of `vl` for embed and vl [default: --release; the model code is very
+        slow unoptimised]. bench always uses cargo's optimised bench profile.
+";
+
+/// One parsed invocation of `cargo xtask`.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Xtask {
+    Help,
+    /// `embed` and `vl`; `embed ARGS` is `vl embed ARGS`.
+    Vl(Vl),
+    Bench(Bench),
+    Ci(Ci),
+    Test(Test),
+    Tidy(Tidy),
+}
+
+/// Build `vl` with `backend` and `profile`, then run it with `args`.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Vl {
+    pub(crate) backend: Backend,
+    pub(crate) profile: Profile,
+    pub(crate) args: Vec<String>,
+}
+
+/// Run the `encoders` criterion bench, and with `torch` the PyTorch baseline.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Bench {
+    pub(crate) backend: Backend,
+    pub(crate) torch: bool,
+    pub(crate) criterion_args: Vec<String>,
+}
+
+/// fmt check, clippy, tests.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Ci;
+
+/// The CI test command only.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Test;
+
+/// Repository conventions.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Tidy;
+
+/// A Burn backend, enabled as the cargo feature of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Backend {
+    #[default]
+    Flex,
+    Wgpu,
+    Cuda,
+}
+
+/// The cargo profile `vl` is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Profile {
+    #[default]
+    Release,
+    Debug,
+}
+
+impl Xtask {
+    pub(crate) fn from_env() -> Result<Xtask> {
+        let args = std::env::args_os()
+            .skip(1)
+            .map(|arg| {
+                arg.into_string()
+                    .map_err(|arg| anyhow!("argument {arg:?} is not valid UTF-8"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Xtask::parse(args)
+    }
+
+    fn parse(args: Vec<String>) -> Result<Xtask> {
+        let mut args = args.into_iter();
+        let Some(command) = args.next() else {
+            return Ok(Xtask::Help);
+        };
+        let xtask = match command.as_str() {
+            "help" | "-h" | "--help" => Xtask::Help,
+            "embed" => Xtask::Vl(Vl::parse(Some("embed"), args)?),
+            "vl" => Xtask::Vl(Vl::parse(None, args)?),
+            "bench" => Xtask::Bench(Bench::parse(args)?),
+            "ci" => no_args("ci", args, Xtask::Ci(Ci))?,
+            "test" => no_args("test", args, Xtask::Test(Test))?,
+            "tidy" => no_args("tidy", args, Xtask::Tidy(Tidy))?,
+            other => bail!("unknown command `{other}`; run `cargo xtask help` for the commands"),
+        };
+        Ok(xtask)
+    }
+}
+
+impl Vl {
+    fn parse(subcommand: Option<&str>, mut args: impl Iterator<Item = String>) -> Result<Vl> {
+        let mut vl = Vl {
+            backend: Backend::default(),
+            profile: Profile::default(),
+            args: subcommand.into_iter().map(str::to_owned).collect(),
+        };
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                vl.args.extend(args);
+                break;
+            }
+            if let Some(backend) = parse_device(&arg, &mut args)? {
+                vl.backend = backend;
+                continue;
+            }
+            match arg.as_str() {
+                "--release" => vl.profile = Profile::Release,
+                "--debug" => vl.profile = Profile::Debug,
+                _ => vl.args.push(arg),
+            }
+        }
+        Ok(vl)
+    }
+}
+
+impl Bench {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Bench> {
+        let mut bench = Bench {
+            backend: Backend::default(),
+            torch: false,
+            criterion_args: Vec::new(),
+        };
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                bench.criterion_args.extend(args);
+                break;
+            }
+            if let Some(backend) = parse_device(&arg, &mut args)? {
+                bench.backend = backend;
+                continue;
+            }
+            match arg.as_str() {
+                "--torch" => bench.torch = true,
+                _ => bail!(
+                    "unknown argument `{arg}` for `cargo xtask bench` (it takes --device and \
+                     --torch; criterion's arguments go after `--`)"
+                ),
+            }
+        }
+        Ok(bench)
+    }
+}
+
+impl Backend {
+    pub(crate) const ALL: [Backend; 3] = [Backend::Flex, Backend::Wgpu, Backend::Cuda];
+
+    /// The `--device` value, which is also the cargo feature and `VL_BENCH_DEVICE`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    /// Cargo arguments that build exactly this backend.
+    pub(crate) fn cargo_feature_args(self) -> [&'static str; 3] {
+        ["--no-default-features", "--features", self.name()]
+    }
+
+    fn parse(value: &str) -> Result<Backend> {
+        Backend::ALL
+            .into_iter()
+            .find(|backend| backend.name() == value)
+            .ok_or_else(|| {
+                anyhow!(
+                    "unknown device `{value}`; valid devices: {}",
+                    Backend::valid_names()
+                )
+            })
+    }
+
+    fn valid_names() -> String {
+        Backend::ALL.map(Backend::name).join(", ")
+    }
+}
+
+impl Profile {
+    /// Cargo arguments selecting this profile.
+    pub(crate) fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            Profile::Release => &["--release"],
+            Profile::Debug => &[],
+        }
+    }
+}
+
+/// Parses `--device D` (taking D from `rest`) or `--device=D`; `None` for any other argument.
+fn parse_device(arg: &str, rest: &mut impl Iterator<Item = String>) -> Result<Option<Backend>> {
+    let value = if arg == "--device" {
+        rest.next().with_context(|| {
+            format!(
+                "`--device` needs a value; valid devices: {}",
+                Backend::valid_names()
+            )
+        })?
+    } else if let Some(value) = arg.strip_prefix("--device=") {
+        value.to_owned()
+    } else {
+        return Ok(None);
+    };
+    Backend::parse(&value).map(Some)
+}
+
+fn no_args(command: &str, mut args: impl Iterator<Item = String>, xtask: Xtask) -> Result<Xtask> {
+    match args.next() {
+        None => Ok(xtask),
+        Some(arg) => bail!("`cargo xtask {command}` takes no arguments, got `{arg}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(args: &[&str], expected: Xtask) {
+        let args = args.iter().map(|arg| arg.to_string()).collect();
+        assert_eq!(Xtask::parse(args).unwrap(), expected);
+    }
+
+    #[track_caller]
+    fn check_error(args: &[&str], expected: &str) {
+        let args = args.iter().map(|arg| arg.to_string()).collect();
+        assert_eq!(Xtask::parse(args).unwrap_err().to_string(), expected);
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| arg.to_string()).collect()
+    }
+
+    #[test]
+    fn no_command_prints_help() {
+        check(&[], Xtask::Help);
+        check(&["--help"], Xtask::Help);
+    }
+
+    #[test]
+    fn embed_passes_other_args_through_in_order() {
+        check(
+            &[
+                "embed", "--model", "m", "--device", "cuda", "--text", "a cat", "--debug", "--",
+                "--device", "x",
+            ],
+            Xtask::Vl(Vl {
+                backend: Backend::Cuda,
+                profile: Profile::Debug,
+                args: strings(&["embed", "--model", "m", "--text", "a cat", "--device", "x"]),
+            }),
+        );
+    }
+
+    #[test]
+    fn vl_defaults_to_flex_release() {
+        check(
+            &["vl", "eval", "--device=wgpu", "--release"],
+            Xtask::Vl(Vl {
+                backend: Backend::Wgpu,
+                profile: Profile::Release,
+                args: strings(&["eval"]),
+            }),
+        );
+        check(
+            &["vl", "--help"],
+            Xtask::Vl(Vl {
+                backend: Backend::Flex,
+                profile: Profile::Release,
+                args: strings(&["--help"]),
+            }),
+        );
+    }
+
+    #[test]
+    fn bench_takes_criterion_args_after_dashes() {
+        check(
+            &[
+                "bench",
+                "--torch",
+                "--device",
+                "cuda",
+                "--",
+                "--save-baseline",
+                "main",
+            ],
+            Xtask::Bench(Bench {
+                backend: Backend::Cuda,
+                torch: true,
+                criterion_args: strings(&["--save-baseline", "main"]),
+            }),
+        );
+        check_error(
+            &["bench", "vision"],
+            "unknown argument `vision` for `cargo xtask bench` (it takes --device and --torch; \
+             criterion's arguments go after `--`)",
+        );
+    }
+
+    #[test]
+    fn bad_devices_list_the_valid_ones() {
+        check_error(
+            &["embed", "--device", "metal"],
+            "unknown device `metal`; valid devices: flex, wgpu, cuda",
+        );
+        check_error(
+            &["bench", "--device"],
+            "`--device` needs a value; valid devices: flex, wgpu, cuda",
+        );
+    }
+
+    #[test]
+    fn ci_test_tidy_take_no_args() {
+        check(&["ci"], Xtask::Ci(Ci));
+        check(&["test"], Xtask::Test(Test));
+        check(&["tidy"], Xtask::Tidy(Tidy));
+        check_error(
+            &["ci", "--no-clippy"],
+            "`cargo xtask ci` takes no arguments, got `--no-clippy`",
+        );
+        check_error(
+            &["demo"],
+            "unknown command `demo`; run `cargo xtask help` for the commands",
+        );
+    }
+}
