@@ -16,6 +16,10 @@ Environment: see tools/fixtures/README.md (CPU torch from PyPI). Examples:
 Prints a Markdown table and optionally writes JSON:
   {"rows": [{"bench": "vit-b32/image/b8", "items_per_s": ..., "ms_per_iter": ..., "peak_rss_mb": ...}, ...],
    "torch": version, "threads": n, "device": ..., ...}
+Memory is measured over the timed calls only (reset after the warm-up, as in the vlkit bench):
+peak_rss_mb is the process's peak RSS (VmHWM), and on cuda peak_gpu_mb / peak_gpu_reserved_mb are
+torch.cuda.max_memory_allocated / max_memory_reserved. benches/torch/compare.py tables the JSON
+against vlkit's target/bench/vl-<device>.json (`cargo xtask bench --torch` runs all three).
 """
 import argparse
 import json
@@ -54,7 +58,26 @@ def build(patch, device, dtype, attn):
     return model.to(device=device, dtype=dtype)
 
 
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux 4.0+), so that
+    peak_rss_mb() covers only what follows; the vlkit bench does the same after its warm-up."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb():
+    """VmHWM from /proc/self/status (resettable), else ru_maxrss (peak since start)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     # ru_maxrss is in KiB on Linux (bytes on macOS)
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
@@ -66,6 +89,9 @@ def time_fn(fn, device, iters, warmup):
             fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        # peak memory is measured over the timed calls only (as in the vlkit bench)
+        reset_peak_rss()
         times = []
         for _ in range(iters):
             t0 = time.perf_counter()
@@ -128,8 +154,6 @@ def main():
                     def fn(ids=ids):
                         return model.get_text_features(input_ids=ids).pooler_output
 
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
                 times = time_fn(fn, device, args.iters, args.warmup)
                 mean_s = statistics.fmean(times)
                 row = {
@@ -146,6 +170,7 @@ def main():
                 }
                 if device.type == "cuda":
                     row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+                    row["peak_gpu_reserved_mb"] = torch.cuda.max_memory_reserved() / 2 ** 20
                 rows.append(row)
                 print(f"# {row['bench']}: {row['ms_per_iter']:.1f} ms/iter, {row['items_per_s']:.2f} items/s",
                       file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokenizers::pipeline::{EncodeOptions, Override, PipelineTokenizer};
 
 use crate::error::{Error, Result};
+use crate::tokenizer_compat::compile_regex_splits;
 
 /// The start-of-text token of CLIP's vocabulary.
 pub const START_OF_TEXT: &str = "<|startoftext|>";
@@ -195,12 +196,12 @@ impl ClipTokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        let inner = tokenizers::from_json(&doc.to_string()).map_err(|source| {
-            Error::TokenizerLoad {
+        let inner = tokenizers::from_json(&doc.to_string())
+            .and_then(compile_regex_splits)
+            .map_err(|source| Error::TokenizerLoad {
                 path: path.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Self {
             inner,
             sot_id,
