@@ -69,7 +69,9 @@ pub enum Error {
         found: Vec<usize>,
     },
     /// A tensor has a dtype that cannot be loaded into a float parameter.
-    #[error("{path}: tensor `{key}` has dtype {found}, expected a float tensor (F32, F16, BF16 or F64)")]
+    #[error(
+        "{path}: tensor `{key}` has dtype {found}, expected a float tensor (F32, F16, BF16 or F64)"
+    )]
     UnsupportedDtype {
         /// The checkpoint file.
         path: PathBuf,

@@ -28,7 +28,10 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 }
 
 /// Rewrites a safetensors file through `edit`, which may drop or replace tensors.
-fn rewrite(path: &Path, edit: impl Fn(&str, TensorView<'_>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) {
+fn rewrite(
+    path: &Path,
+    edit: impl Fn(&str, TensorView<'_>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) {
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut owned = Vec::new();
@@ -64,7 +67,9 @@ fn missing_tensor_names_file_key_and_expected_shape() {
     let dir = copy_fixture("hf_gelu_p14");
     let weights = dir.path().join("model.safetensors");
     let gone = "vision_model.encoder.layers.1.mlp.fc1.bias";
-    rewrite(&weights, |name, view| (name != gone).then(|| keep(view)).flatten());
+    rewrite(&weights, |name, view| {
+        (name != gone).then(|| keep(view)).flatten()
+    });
     let err = load(dir.path()).unwrap_err();
     assert!(
         matches!(&err, Error::MissingTensor { path, key, expected } if path == &weights && key == gone && expected == &[80]),
@@ -77,9 +82,16 @@ fn missing_tensor_names_file_key_and_expected_shape() {
 fn missing_open_clip_tensor_is_named_in_open_clip_spelling() {
     let dir = copy_fixture("openclip_quickgelu_cfg");
     let weights = dir.path().join("open_clip_model.safetensors");
-    rewrite(&weights, |name, view| (!name.ends_with("resblocks.0.attn.in_proj_weight")).then(|| keep(view)).flatten());
+    rewrite(&weights, |name, view| {
+        (!name.ends_with("resblocks.0.attn.in_proj_weight"))
+            .then(|| keep(view))
+            .flatten()
+    });
     let msg = message(dir.path());
-    assert!(msg.contains("visual.transformer.resblocks.0.attn.in_proj_weight"), "{msg}");
+    assert!(
+        msg.contains("visual.transformer.resblocks.0.attn.in_proj_weight"),
+        "{msg}"
+    );
     assert!(msg.contains("[192, 64]"), "{msg}");
 }
 
@@ -124,7 +136,10 @@ fn truncated_checkpoint_is_reported_not_panicked() {
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(&err, Error::Safetensors { path, .. } if path == &weights), "{err}");
+    assert!(
+        matches!(&err, Error::Safetensors { path, .. } if path == &weights),
+        "{err}"
+    );
     assert!(err.to_string().contains("truncated or corrupt"));
 }
 
@@ -145,18 +160,25 @@ fn unparsable_config_names_the_file() {
     let config = dir.path().join("config.json");
     std::fs::write(&config, "{\"projection_dim\": 40,").unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(&err, Error::Json { path, .. } if path == &config), "{err}");
+    assert!(
+        matches!(&err, Error::Json { path, .. } if path == &config),
+        "{err}"
+    );
 }
 
 #[test]
 fn config_field_of_wrong_type_names_the_field() {
     let dir = copy_fixture("hf_gelu_p14");
     let config = dir.path().join("config.json");
-    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     value["vision_config"]["patch_size"] = serde_json::json!("fourteen");
     std::fs::write(&config, value.to_string()).unwrap();
     let msg = message(dir.path());
-    assert!(msg.contains("vision_config.patch_size") && msg.contains("fourteen"), "{msg}");
+    assert!(
+        msg.contains("vision_config.patch_size") && msg.contains("fourteen"),
+        "{msg}"
+    );
     assert!(msg.contains("config.json"), "{msg}");
 }
 
@@ -164,18 +186,25 @@ fn config_field_of_wrong_type_names_the_field() {
 fn config_that_disagrees_with_the_weights_reports_the_shape() {
     let dir = copy_fixture("hf_gelu_p14");
     let config = dir.path().join("config.json");
-    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     value["vision_config"]["intermediate_size"] = serde_json::json!(96);
     std::fs::write(&config, value.to_string()).unwrap();
     let msg = message(dir.path());
-    assert!(msg.contains("fc1.weight") && msg.contains("[96, 48]") && msg.contains("[80, 48]"), "{msg}");
+    assert!(
+        msg.contains("fc1.weight") && msg.contains("[96, 48]") && msg.contains("[80, 48]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn missing_directory_is_an_io_error_naming_it() {
     let path = PathBuf::from("/nonexistent/vlkit-model");
     let err = load(&path).unwrap_err();
-    assert!(matches!(&err, Error::Io { path: p, .. } if p == &path), "{err}");
+    assert!(
+        matches!(&err, Error::Io { path: p, .. } if p == &path),
+        "{err}"
+    );
 }
 
 #[test]
@@ -183,8 +212,14 @@ fn directory_without_checkpoint_lists_what_was_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pytorch_model.bin"), b"pickle").unwrap();
     let msg = message(dir.path());
-    assert!(msg.contains("model.safetensors") && msg.contains("open_clip_model.safetensors"), "{msg}");
-    assert!(msg.contains("pytorch_model.bin") && msg.contains("convert"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("open_clip_model.safetensors"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("pytorch_model.bin") && msg.contains("convert"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -193,7 +228,9 @@ fn forcing_the_wrong_format_is_a_clear_error() {
         format: Some(CheckpointFormat::OpenClip),
         ..Default::default()
     };
-    let err = load_clip(fixture("hf_gelu_p14"), &options, &Device::flex()).map(|_| ()).unwrap_err();
+    let err = load_clip(fixture("hf_gelu_p14"), &options, &Device::flex())
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(err, Error::NoCheckpoint { .. }), "{err}");
 }
 
@@ -201,7 +238,8 @@ fn forcing_the_wrong_format_is_a_clear_error() {
 fn unsupported_open_clip_option_is_rejected() {
     let dir = copy_fixture("openclip_quickgelu_cfg");
     let config = dir.path().join("open_clip_config.json");
-    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     value["model_cfg"]["text_cfg"]["pool_type"] = serde_json::json!("first");
     std::fs::write(&config, value.to_string()).unwrap();
     let msg = message(dir.path());

@@ -24,22 +24,43 @@ fn check(name: &str, format: CheckpointFormat) -> Vec<(String, f32)> {
         reference.ids("input_ids", &device),
     );
     let mut diffs = vec![
-        ("image_embeds".to_string(), max_abs_diff(out.image_embeds, reference.f32("image_embeds"))),
-        ("text_embeds".into(), max_abs_diff(out.text_embeds, reference.f32("text_embeds"))),
-        ("logits_per_image".into(), max_abs_diff(out.logits_per_image, reference.f32("logits_per_image"))),
-        ("logits_per_text".into(), max_abs_diff(out.logits_per_text, reference.f32("logits_per_text"))),
+        (
+            "image_embeds".to_string(),
+            max_abs_diff(out.image_embeds, reference.f32("image_embeds")),
+        ),
+        (
+            "text_embeds".into(),
+            max_abs_diff(out.text_embeds, reference.f32("text_embeds")),
+        ),
+        (
+            "logits_per_image".into(),
+            max_abs_diff(out.logits_per_image, reference.f32("logits_per_image")),
+        ),
+        (
+            "logits_per_text".into(),
+            max_abs_diff(out.logits_per_text, reference.f32("logits_per_text")),
+        ),
     ];
     if reference.has("file_pixel_values") {
         let embeds = clip.encode_image(reference.tensor("file_pixel_values", &device));
-        diffs.push(("file_image_embeds".into(), max_abs_diff(embeds, reference.f32("file_image_embeds"))));
+        diffs.push((
+            "file_image_embeds".into(),
+            max_abs_diff(embeds, reference.f32("file_image_embeds")),
+        ));
     }
     if reference.has("file_input_ids") {
         let embeds = clip.encode_text(reference.ids("file_input_ids", &device));
-        diffs.push(("file_text_embeds".into(), max_abs_diff(embeds, reference.f32("file_text_embeds"))));
+        diffs.push((
+            "file_text_embeds".into(),
+            max_abs_diff(embeds, reference.f32("file_text_embeds")),
+        ));
     }
     for (what, diff) in &diffs {
         println!("{name:<26} {what:<18} max abs diff {diff:.3e}");
-        assert!(*diff <= TOLERANCE, "{name}: {what} differs by {diff:e} > {TOLERANCE:e}");
+        assert!(
+            *diff <= TOLERANCE,
+            "{name}: {what} differs by {diff:e} > {TOLERANCE:e}"
+        );
     }
     diffs
 }
@@ -51,7 +72,12 @@ fn hf_quickgelu_f16_checkpoint_matches_transformers() {
 
 #[test]
 fn hf_gelu_patch14_first_eos_pooling_matches_transformers() {
-    let (clip, _) = load_clip(fixture("hf_gelu_p14"), &LoadOptions::default(), &Device::flex()).unwrap();
+    let (clip, _) = load_clip(
+        fixture("hf_gelu_p14"),
+        &LoadOptions::default(),
+        &Device::flex(),
+    )
+    .unwrap();
     assert_eq!(clip.text_model.pooling, TextPooling::FirstId(500));
     check("hf_gelu_p14", CheckpointFormat::HuggingFace);
 }
@@ -73,7 +99,12 @@ fn openclip_non_square_gelu_matches_open_clip() {
 
 #[test]
 fn openclip_architecture_inferred_from_shapes_matches_open_clip() {
-    let (_, info) = load_clip(fixture("openclip_shapes_only"), &LoadOptions::default(), &Device::flex()).unwrap();
+    let (_, info) = load_clip(
+        fixture("openclip_shapes_only"),
+        &LoadOptions::default(),
+        &Device::flex(),
+    )
+    .unwrap();
     assert!(info.config_file.is_none());
     check("openclip_shapes_only", CheckpointFormat::OpenClip);
 }

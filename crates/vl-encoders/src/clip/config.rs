@@ -142,8 +142,21 @@ fn pooling_for_eos(eos_token_id: i64) -> TextPooling {
     }
 }
 
-fn vision(d_model: usize, n_layers: usize, n_heads: usize, image: usize, patch: usize) -> ClipVisionConfig {
-    ClipVisionConfig::new(d_model, 4 * d_model, n_heads, n_layers, [image, image], patch)
+fn vision(
+    d_model: usize,
+    n_layers: usize,
+    n_heads: usize,
+    image: usize,
+    patch: usize,
+) -> ClipVisionConfig {
+    ClipVisionConfig::new(
+        d_model,
+        4 * d_model,
+        n_heads,
+        n_layers,
+        [image, image],
+        patch,
+    )
 }
 
 impl ClipConfig {
@@ -167,9 +180,15 @@ impl ClipConfig {
     /// Hugging Face ids `openai/clip-vit-base-patch32`, ...
     pub fn preset(name: &str) -> Option<Self> {
         match name {
-            "ViT-B-32" | "ViT-B/32" | "openai/clip-vit-base-patch32" => Some(Self::vit_base_patch32()),
-            "ViT-B-16" | "ViT-B/16" | "openai/clip-vit-base-patch16" => Some(Self::vit_base_patch16()),
-            "ViT-L-14" | "ViT-L/14" | "openai/clip-vit-large-patch14" => Some(Self::vit_large_patch14()),
+            "ViT-B-32" | "ViT-B/32" | "openai/clip-vit-base-patch32" => {
+                Some(Self::vit_base_patch32())
+            }
+            "ViT-B-16" | "ViT-B/16" | "openai/clip-vit-base-patch16" => {
+                Some(Self::vit_base_patch16())
+            }
+            "ViT-L-14" | "ViT-L/14" | "openai/clip-vit-large-patch14" => {
+                Some(Self::vit_large_patch14())
+            }
             _ => None,
         }
     }
@@ -187,7 +206,12 @@ impl ClipConfig {
         if let Some(model_type) = root.opt_str("model_type")?
             && model_type != "clip"
         {
-            return Err(err::Error::invalid_config(path, "model_type", "\"clip\"", model_type));
+            return Err(err::Error::invalid_config(
+                path,
+                "model_type",
+                "\"clip\"",
+                model_type,
+            ));
         }
         let text = root.merged_section("text_config", "text_config_dict")?;
         let vision = root.merged_section("vision_config", "vision_config_dict")?;
@@ -456,7 +480,12 @@ impl<'a> Fields<'a> {
                 prefix: String::new(),
                 path,
             }),
-            other => Err(err::Error::invalid_config(path, "<root>", "a JSON object", kind(other))),
+            other => Err(err::Error::invalid_config(
+                path,
+                "<root>",
+                "a JSON object",
+                kind(other),
+            )),
         }
     }
 
@@ -512,8 +541,16 @@ impl<'a> Fields<'a> {
 
     fn usize(&self, key: &str) -> err::Result<usize> {
         match self.present(key) {
-            Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| self.err(key, "a non-negative integer", v)),
-            None => Err(err::Error::invalid_config(self.path, self.name(key), "a non-negative integer", "nothing (the field is missing)")),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| self.err(key, "a non-negative integer", v)),
+            None => Err(err::Error::invalid_config(
+                self.path,
+                self.name(key),
+                "a non-negative integer",
+                "nothing (the field is missing)",
+            )),
         }
     }
 
@@ -658,8 +695,12 @@ mod tests {
 
     #[test]
     fn indivisible_heads_are_reported() {
-        let err = hf(json!({"text_config": {"hidden_size": 30, "num_attention_heads": 4}})).unwrap_err();
-        assert!(err.to_string().contains("text_config.num_attention_heads"), "{err}");
+        let err =
+            hf(json!({"text_config": {"hidden_size": 30, "num_attention_heads": 4}})).unwrap_err();
+        assert!(
+            err.to_string().contains("text_config.num_attention_heads"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -667,7 +708,8 @@ mod tests {
         let value = json!({"model_cfg": {"embed_dim": 16, "quick_gelu": false,
             "vision_cfg": {"image_size": [28, 42], "patch_size": 14, "width": 48, "head_width": 16, "layers": 2},
             "text_cfg": {"context_length": 12, "vocab_size": 1000, "width": 32, "heads": 2, "layers": 1}}});
-        let config = ClipConfig::from_open_clip_value(&value, Path::new("open_clip_config.json")).unwrap();
+        let config =
+            ClipConfig::from_open_clip_value(&value, Path::new("open_clip_config.json")).unwrap();
         assert_eq!(config.vision.grid(), [2, 3]);
         assert_eq!(config.vision.n_heads, 3);
         assert_eq!(config.vision.activation, ClipActivation::Gelu);
@@ -676,9 +718,13 @@ mod tests {
 
     #[test]
     fn open_clip_unsupported_option_is_an_error() {
-        let value = json!({"embed_dim": 16, "vision_cfg": {"attentional_pool": true}, "text_cfg": {}});
+        let value =
+            json!({"embed_dim": 16, "vision_cfg": {"attentional_pool": true}, "text_cfg": {}});
         let err = ClipConfig::from_open_clip_value(&value, Path::new("x.json")).unwrap_err();
-        assert!(err.to_string().contains("vision_cfg.attentional_pool"), "{err}");
+        assert!(
+            err.to_string().contains("vision_cfg.attentional_pool"),
+            "{err}"
+        );
     }
 
     #[test]

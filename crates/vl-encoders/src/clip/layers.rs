@@ -89,13 +89,19 @@ impl ClipEncoderConfig {
             self.n_heads,
             self.d_model
         );
-        let layers = (0..self.n_layers).map(|_| self.init_layer(device)).collect();
+        let layers = (0..self.n_layers)
+            .map(|_| self.init_layer(device))
+            .collect();
         ClipEncoder { layers }
     }
 
     fn init_layer(&self, device: &Device) -> ClipEncoderLayer {
         let linear = |i, o| LinearConfig::new(i, o).init(device);
-        let norm = || LayerNormConfig::new(self.d_model).with_epsilon(self.layer_norm_eps).init(device);
+        let norm = || {
+            LayerNormConfig::new(self.d_model)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
         ClipEncoderLayer {
             self_attn: ClipAttention {
                 q_proj: linear(self.d_model, self.d_model),

@@ -9,7 +9,9 @@ mod vision;
 mod weights;
 
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig, TextPooling};
-pub use layers::{ClipActivation, ClipAttention, ClipEncoder, ClipEncoderConfig, ClipEncoderLayer, ClipMlp};
+pub use layers::{
+    ClipActivation, ClipAttention, ClipEncoder, ClipEncoderConfig, ClipEncoderLayer, ClipMlp,
+};
 pub use model::{Clip, ClipOutput, l2_normalize};
 pub use text::{ClipTextEmbeddings, ClipTextTransformer};
 pub use vision::{ClipVisionEmbeddings, ClipVisionTransformer};

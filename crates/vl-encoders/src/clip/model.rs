@@ -128,3 +128,52 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
     x / norm
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parameter counts of transformers' `CLIPModel` for the OpenAI checkpoints (the model cards'
+    /// totals; derived by hand for ViT-B/32 in the comment below).
+    ///
+    /// vision: conv 2_359_296 + class 768 + positions 38_400 + 2 LNs 3_072
+    ///         + 12 layers x 7_087_872 = 87_456_000
+    /// text:   tokens 25_296_896 + positions 39_424 + final LN 1_024
+    ///         + 12 layers x 3_152_384 = 63_165_952
+    /// projections 393_216 + 262_144, logit scale 1  =>  151_277_313
+    #[test]
+    fn presets_have_the_parameter_counts_of_the_openai_checkpoints() {
+        let device = Device::flex();
+        for (config, expected) in [
+            (ClipConfig::vit_base_patch32(), 151_277_313),
+            (ClipConfig::vit_base_patch16(), 149_620_737),
+            (ClipConfig::vit_large_patch14(), 427_616_513),
+        ] {
+            // Parameters are lazy: counting them allocates nothing.
+            assert_eq!(config.init(&device).num_params(), expected);
+        }
+    }
+
+    #[test]
+    fn logits_are_scaled_cosines() {
+        let device = Device::flex();
+        let mut config = ClipConfig::vit_base_patch32();
+        config.logit_scale_init = 2.0_f64.ln();
+        let clip = config.init(&device);
+        let image = Tensor::<2>::from_data(
+            TensorData::new(vec![3.0f32, 4.0, 0.0, 1.0], [2, 2]),
+            &device,
+        );
+        let text = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &device);
+        let logits = clip
+            .logits(image, text)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // cos = 3/5 and 0, times exp(ln 2) = 2.
+        assert!(
+            (logits[0] - 1.2).abs() < 1e-6 && logits[1].abs() < 1e-6,
+            "{logits:?}"
+        );
+    }
+}

@@ -154,19 +154,29 @@ mod tests {
     }
 
     fn positions(t: &ClipTextTransformer, rows: &[&[i64]]) -> Vec<i64> {
-        t.pool_positions(ids(rows)).into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+        t.pool_positions(ids(rows))
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap()
     }
 
     #[test]
     fn argmax_pooling_takes_the_first_maximum() {
         // Hugging Face pads with end-of-text (the largest id): the first occurrence counts.
         let t = tower(TextPooling::ArgmaxId);
-        assert_eq!(positions(&t, &[&[7, 5, 999, 999, 999, 999], &[3, 999, 0, 0, 0, 0]]), [2, 1]);
+        assert_eq!(
+            positions(&t, &[&[7, 5, 999, 999, 999, 999], &[3, 999, 0, 0, 0, 0]]),
+            [2, 1]
+        );
     }
 
     #[test]
     fn first_eos_pooling_ignores_larger_ids() {
         let t = tower(TextPooling::FirstId(500));
-        assert_eq!(positions(&t, &[&[1, 900, 800, 500, 500, 500], &[1, 2, 3, 4, 5, 6]]), [3, 0]);
+        assert_eq!(
+            positions(&t, &[&[1, 900, 800, 500, 500, 500], &[1, 2, 3, 4, 5, 6]]),
+            [3, 0]
+        );
     }
 }

@@ -103,7 +103,12 @@ impl ClipVisionTransformer {
             .reshape([1, 1, d_model])
             .expand([batch_size, 1, d_model]);
         let tokens = Tensor::cat(vec![class, patches], 1);
-        let positions = self.embeddings.position_embedding.weight.val().unsqueeze_dim(0);
+        let positions = self
+            .embeddings
+            .position_embedding
+            .weight
+            .val()
+            .unsqueeze_dim(0);
         self.pre_layernorm.forward(tokens + positions)
     }
 

@@ -66,32 +66,116 @@ enum Transform {
 
 /// Whole-model keys: (Hugging Face name, open_clip name, transform).
 const MODEL_KEYS: &[(&str, &str, Transform)] = &[
-    ("vision_model.embeddings.class_embedding", "visual.class_embedding", Transform::Same),
-    ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight", Transform::Same),
-    ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding", Transform::Same),
-    ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight", Transform::Same),
-    ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias", Transform::Same),
-    ("vision_model.post_layernorm.weight", "visual.ln_post.weight", Transform::Same),
-    ("vision_model.post_layernorm.bias", "visual.ln_post.bias", Transform::Same),
-    ("visual_projection.weight", "visual.proj", Transform::Transpose),
-    ("text_model.embeddings.token_embedding.weight", "token_embedding.weight", Transform::Same),
-    ("text_model.embeddings.position_embedding.weight", "positional_embedding", Transform::Same),
-    ("text_model.final_layer_norm.weight", "ln_final.weight", Transform::Same),
-    ("text_model.final_layer_norm.bias", "ln_final.bias", Transform::Same),
-    ("text_projection.weight", "text_projection", Transform::Transpose),
+    (
+        "vision_model.embeddings.class_embedding",
+        "visual.class_embedding",
+        Transform::Same,
+    ),
+    (
+        "vision_model.embeddings.patch_embedding.weight",
+        "visual.conv1.weight",
+        Transform::Same,
+    ),
+    (
+        "vision_model.embeddings.position_embedding.weight",
+        "visual.positional_embedding",
+        Transform::Same,
+    ),
+    (
+        "vision_model.pre_layrnorm.weight",
+        "visual.ln_pre.weight",
+        Transform::Same,
+    ),
+    (
+        "vision_model.pre_layrnorm.bias",
+        "visual.ln_pre.bias",
+        Transform::Same,
+    ),
+    (
+        "vision_model.post_layernorm.weight",
+        "visual.ln_post.weight",
+        Transform::Same,
+    ),
+    (
+        "vision_model.post_layernorm.bias",
+        "visual.ln_post.bias",
+        Transform::Same,
+    ),
+    (
+        "visual_projection.weight",
+        "visual.proj",
+        Transform::Transpose,
+    ),
+    (
+        "text_model.embeddings.token_embedding.weight",
+        "token_embedding.weight",
+        Transform::Same,
+    ),
+    (
+        "text_model.embeddings.position_embedding.weight",
+        "positional_embedding",
+        Transform::Same,
+    ),
+    (
+        "text_model.final_layer_norm.weight",
+        "ln_final.weight",
+        Transform::Same,
+    ),
+    (
+        "text_model.final_layer_norm.bias",
+        "ln_final.bias",
+        Transform::Same,
+    ),
+    (
+        "text_projection.weight",
+        "text_projection",
+        Transform::Transpose,
+    ),
     ("logit_scale", "logit_scale", Transform::Same),
 ];
 
 /// Per-layer keys: (Hugging Face suffix, open_clip suffix, transform).
 const LAYER_KEYS: &[(&str, &str, Transform)] = &[
-    ("self_attn.q_proj.weight", "attn.in_proj_weight", Transform::Chunk(0)),
-    ("self_attn.k_proj.weight", "attn.in_proj_weight", Transform::Chunk(1)),
-    ("self_attn.v_proj.weight", "attn.in_proj_weight", Transform::Chunk(2)),
-    ("self_attn.q_proj.bias", "attn.in_proj_bias", Transform::Chunk(0)),
-    ("self_attn.k_proj.bias", "attn.in_proj_bias", Transform::Chunk(1)),
-    ("self_attn.v_proj.bias", "attn.in_proj_bias", Transform::Chunk(2)),
-    ("self_attn.out_proj.weight", "attn.out_proj.weight", Transform::Same),
-    ("self_attn.out_proj.bias", "attn.out_proj.bias", Transform::Same),
+    (
+        "self_attn.q_proj.weight",
+        "attn.in_proj_weight",
+        Transform::Chunk(0),
+    ),
+    (
+        "self_attn.k_proj.weight",
+        "attn.in_proj_weight",
+        Transform::Chunk(1),
+    ),
+    (
+        "self_attn.v_proj.weight",
+        "attn.in_proj_weight",
+        Transform::Chunk(2),
+    ),
+    (
+        "self_attn.q_proj.bias",
+        "attn.in_proj_bias",
+        Transform::Chunk(0),
+    ),
+    (
+        "self_attn.k_proj.bias",
+        "attn.in_proj_bias",
+        Transform::Chunk(1),
+    ),
+    (
+        "self_attn.v_proj.bias",
+        "attn.in_proj_bias",
+        Transform::Chunk(2),
+    ),
+    (
+        "self_attn.out_proj.weight",
+        "attn.out_proj.weight",
+        Transform::Same,
+    ),
+    (
+        "self_attn.out_proj.bias",
+        "attn.out_proj.bias",
+        Transform::Same,
+    ),
     ("layer_norm1.weight", "ln_1.weight", Transform::Same),
     ("layer_norm1.bias", "ln_1.bias", Transform::Same),
     ("mlp.fc1.weight", "mlp.c_fc.weight", Transform::Same),
@@ -104,7 +188,10 @@ const LAYER_KEYS: &[(&str, &str, Transform)] = &[
 
 /// Layer prefixes of the two towers: (Hugging Face, open_clip).
 const TOWER_LAYERS: &[(&str, &str)] = &[
-    ("vision_model.encoder.layers.", "visual.transformer.resblocks."),
+    (
+        "vision_model.encoder.layers.",
+        "visual.transformer.resblocks.",
+    ),
     ("text_model.encoder.layers.", "transformer.resblocks."),
 ];
 
@@ -141,7 +228,9 @@ impl std::str::FromStr for CheckpointFormat {
         match s {
             "hf" | "huggingface" | "transformers" => Ok(Self::HuggingFace),
             "openclip" | "open_clip" | "openai" => Ok(Self::OpenClip),
-            other => Err(format!("unknown checkpoint format `{other}` (expected hf or openclip)")),
+            other => Err(format!(
+                "unknown checkpoint format `{other}` (expected hf or openclip)"
+            )),
         }
     }
 }
@@ -225,7 +314,9 @@ impl TensorFiles {
 
     /// The (first) file path, for messages.
     pub fn path(&self) -> &Path {
-        self.files.first().map_or(Path::new("<no file>"), |(p, _)| p)
+        self.files
+            .first()
+            .map_or(Path::new("<no file>"), |(p, _)| p)
     }
 
     /// Whether a tensor exists.
@@ -263,7 +354,9 @@ impl TensorFiles {
                 .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                .map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })
                 .collect(),
             other => {
                 return Some(Err(Error::UnsupportedDtype {
@@ -278,9 +371,10 @@ impl TensorFiles {
 
     /// The file holding a tensor (for messages).
     fn file_of(&self, name: &str) -> PathBuf {
-        self.entries
-            .get(name)
-            .map_or_else(|| self.path().to_path_buf(), |e| self.files[e.file].0.clone())
+        self.entries.get(name).map_or_else(
+            || self.path().to_path_buf(),
+            |e| self.files[e.file].0.clone(),
+        )
     }
 
     /// Detects the layout from the tensor names.
@@ -308,8 +402,9 @@ impl Reader<'_> {
     fn locate(&self, hf_name: &str) -> (String, Transform) {
         match self.format {
             CheckpointFormat::HuggingFace => (hf_name.to_string(), Transform::Same),
-            CheckpointFormat::OpenClip => open_clip_key(hf_name)
-                .unwrap_or_else(|| (hf_name.to_string(), Transform::Same)),
+            CheckpointFormat::OpenClip => {
+                open_clip_key(hf_name).unwrap_or_else(|| (hf_name.to_string(), Transform::Same))
+            }
         }
     }
 
@@ -340,7 +435,8 @@ impl Reader<'_> {
         let file_expected = self.file_shape(transform, expected);
         // A scalar stored as [] or [1] is the same thing.
         let same = shape == file_expected
-            || (file_expected.iter().product::<usize>() == 1 && shape.iter().product::<usize>() == 1);
+            || (file_expected.iter().product::<usize>() == 1
+                && shape.iter().product::<usize>() == 1);
         if !same {
             return Err(Error::ShapeMismatch {
                 path,
@@ -423,7 +519,8 @@ impl Reader<'_> {
     fn fill(&self, model: &mut Clip) -> Result<()> {
         let v = &mut model.vision_model;
         let [d] = v.embeddings.class_embedding.shape().dims();
-        v.embeddings.class_embedding = self.param("vision_model.embeddings.class_embedding", [d])?;
+        v.embeddings.class_embedding =
+            self.param("vision_model.embeddings.class_embedding", [d])?;
         let conv = &mut v.embeddings.patch_embedding;
         let shape: [usize; 4] = conv.weight.shape().dims();
         conv.weight = self.param("vision_model.embeddings.patch_embedding.weight", shape)?;
@@ -508,8 +605,9 @@ impl Reader<'_> {
                 )));
             }
         }
-        let mut vision = ClipVisionConfig::new(width, v_ff, width / 64, v_layers, [grid * patch; 2], patch)
-            .with_activation(activation);
+        let mut vision =
+            ClipVisionConfig::new(width, v_ff, width / 64, v_layers, [grid * patch; 2], patch)
+                .with_activation(activation);
         vision.n_channels = channels;
         let text = ClipTextConfig::new(
             tok[0],
@@ -555,7 +653,11 @@ pub fn load_clip_from_files(
 }
 
 /// Infers a [`ClipConfig`] from tensor shapes alone (see [`LoadOptions::activation_if_inferred`]).
-pub fn infer_config(files: &TensorFiles, format: CheckpointFormat, activation: ClipActivation) -> Result<ClipConfig> {
+pub fn infer_config(
+    files: &TensorFiles,
+    format: CheckpointFormat,
+    activation: ClipActivation,
+) -> Result<ClipConfig> {
     let device = Device::default();
     let reader = Reader {
         files,
@@ -655,9 +757,9 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files = BTreeSet::new();
     for (key, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| Error::invalid_config(index, format!("weight_map.{key}"), "a file name", file))?;
+        let file = file.as_str().ok_or_else(|| {
+            Error::invalid_config(index, format!("weight_map.{key}"), "a file name", file)
+        })?;
         files.insert(dir.join(file));
     }
     Ok(files.into_iter().collect())
@@ -669,7 +771,11 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
 /// Hugging Face `CLIPModel`; one with `open_clip_model.safetensors` as open_clip, with its
 /// `open_clip_config.json` if present, else with the architecture inferred from the shapes.
 /// A bare file is detected by its tensor names. [`LoadOptions::format`] forces a layout.
-pub fn load_clip(path: impl AsRef<Path>, options: &LoadOptions, device: &Device) -> Result<(Clip, LoadedCheckpoint)> {
+pub fn load_clip(
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<(Clip, LoadedCheckpoint)> {
     let path = path.as_ref();
     let located = locate(path, options.format)?;
     let files = TensorFiles::read(&located.weights)?;
@@ -716,18 +822,25 @@ mod tests {
 
     #[test]
     fn open_clip_table_splits_fused_qkv() {
-        let (key, t) = open_clip_key("vision_model.encoder.layers.3.self_attn.k_proj.bias").unwrap();
+        let (key, t) =
+            open_clip_key("vision_model.encoder.layers.3.self_attn.k_proj.bias").unwrap();
         assert_eq!(key, "visual.transformer.resblocks.3.attn.in_proj_bias");
         assert_eq!(t, Transform::Chunk(1));
         let (key, t) = open_clip_key("text_model.encoder.layers.11.mlp.fc2.weight").unwrap();
         assert_eq!(key, "transformer.resblocks.11.mlp.c_proj.weight");
         assert_eq!(t, Transform::Same);
-        assert_eq!(open_clip_key("text_projection.weight").unwrap().1, Transform::Transpose);
+        assert_eq!(
+            open_clip_key("text_projection.weight").unwrap().1,
+            Transform::Transpose
+        );
         assert!(open_clip_key("vision_model.encoder.layers.0.nonsense").is_none());
     }
 
     #[test]
     fn transpose_swaps_rows_and_columns() {
-        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
     }
 }

@@ -10,7 +10,9 @@ use safetensors::{Dtype, SafeTensors};
 
 /// `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Tensors of a reference file.
@@ -31,20 +33,28 @@ impl Reference {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.view().names().iter().any(|n| *n == name)
+        self.view().names().contains(&name)
     }
 
     pub fn f32(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
         let st = self.view();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("reference lacks {name}"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("reference lacks {name}"));
         assert_eq!(t.dtype(), Dtype::F32, "{name}");
-        let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let data = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         (t.shape().to_vec(), data)
     }
 
     pub fn i64(&self, name: &str) -> (Vec<usize>, Vec<i64>) {
         let st = self.view();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("reference lacks {name}"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("reference lacks {name}"));
         assert_eq!(t.dtype(), Dtype::I64, "{name}");
         let data = t
             .data()
@@ -69,12 +79,18 @@ impl Reference {
 pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     let data = t.into_data();
     let shape = data.shape().to_vec();
-    (shape, data.convert::<f32>().try_to_vec::<f32>().expect("f32 data"))
+    (
+        shape,
+        data.convert::<f32>().try_to_vec::<f32>().expect("f32 data"),
+    )
 }
 
 /// Max |a - b|, asserting equal shapes.
 pub fn max_abs_diff<const D: usize>(ours: Tensor<D>, reference: (Vec<usize>, Vec<f32>)) -> f32 {
     let (shape, ours) = values(ours);
     assert_eq!(shape, reference.0, "shape");
-    ours.iter().zip(&reference.1).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    ours.iter()
+        .zip(&reference.1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
