@@ -30,7 +30,9 @@ pub(crate) fn select(name: Option<&str>) -> Result<(String, Device)> {
         Some(n) => n.to_string(),
         None => match available.first() {
             Some(n) => (*n).to_string(),
-            None => bail!("this `vl` was built without a backend; build with --features flex|wgpu|cuda"),
+            None => {
+                bail!("this `vl` was built without a backend; build with --features flex|wgpu|cuda")
+            }
         },
     };
     let device = match name.as_str() {

@@ -56,11 +56,18 @@ pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
         bail!("nothing to embed: give at least one --image or --text");
     }
     if args.out.exists() && !args.force {
-        bail!("{} exists; pass --force to overwrite it", args.out.display());
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            args.out.display()
+        );
     }
     let format = match args.format.as_str() {
         "auto" => None,
-        other => Some(other.parse::<CheckpointFormat>().map_err(anyhow::Error::msg)?),
+        other => Some(
+            other
+                .parse::<CheckpointFormat>()
+                .map_err(anyhow::Error::msg)?,
+        ),
     };
     let (device_name, device) = crate::device::select(args.device.as_deref())?;
     let dir = crate::hub::resolve(&args.model, &args.revision)?;
@@ -117,10 +124,15 @@ pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
 }
 
 /// The image preprocessing the checkpoint expects.
-fn preprocessor(args: &EmbedArgs, model_dir: &Path, info: &LoadedCheckpoint) -> Result<ImagePreprocessor> {
+fn preprocessor(
+    args: &EmbedArgs,
+    model_dir: &Path,
+    info: &LoadedCheckpoint,
+) -> Result<ImagePreprocessor> {
     let [height, width] = info.config.vision.image_size;
     let config = if let Some(file) = &args.preprocessor {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
         if text.contains("\"model_cfg\"") || text.contains("\"preprocess_cfg\"") {
             PreprocessConfig::from_open_clip_file(file)?
         } else {
@@ -143,7 +155,10 @@ fn preprocessor(args: &EmbedArgs, model_dir: &Path, info: &LoadedCheckpoint) -> 
         }
     };
     let processor = ImagePreprocessor::new(config)?;
-    let produced = (processor.config().crop_height as usize, processor.config().crop_width as usize);
+    let produced = (
+        processor.config().crop_height as usize,
+        processor.config().crop_width as usize,
+    );
     if processor.config().do_center_crop && produced != (height, width) {
         bail!(
             "the preprocessing crops to {}x{} but the model takes {height}x{width} images; \
@@ -194,9 +209,7 @@ fn rows(t: Tensor<2>) -> Result<Value> {
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("cannot read results: {e:?}"))?;
     Ok(Value::Array(
-        (0..n)
-            .map(|i| json!(values[i * d..(i + 1) * d]))
-            .collect(),
+        (0..n).map(|i| json!(values[i * d..(i + 1) * d])).collect(),
     ))
 }
 
@@ -221,9 +234,15 @@ fn meta(args: &EmbedArgs, dir: &Path, info: &LoadedCheckpoint, device: &str, cli
 
 /// Writes JSON to a temporary file beside `path`, then renames it into place.
 fn write_atomic(path: &Path, value: &Value) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
         let mut file = std::fs::File::create(&tmp)?;

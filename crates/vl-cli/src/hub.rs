@@ -13,11 +13,19 @@ use hf_hub::{Cache, Repo, RepoType};
 /// The files a CLIP checkpoint needs, per layout: (required, optional).
 const HF_FILES: (&[&str], &[&str]) = (
     &["config.json", "model.safetensors"],
-    &["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"],
+    &[
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    ],
 );
 const OPEN_CLIP_FILES: (&[&str], &[&str]) = (
     &["open_clip_model.safetensors"],
-    &["open_clip_config.json", "tokenizer.json", "tokenizer_config.json"],
+    &[
+        "open_clip_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ],
 );
 
 /// A local directory holding the checkpoint named by `model`.
@@ -33,13 +41,21 @@ pub(crate) fn resolve(model: &str, revision: &str) -> Result<PathBuf> {
     let repo = Repo::with_revision(model.to_string(), RepoType::Model, revision.to_string());
     let cached = cache.repo(repo.clone());
     for layout in [HF_FILES, OPEN_CLIP_FILES] {
-        if let Some(first) = layout.0.iter().map(|f| cached.get(f)).collect::<Option<Vec<_>>>() {
+        if let Some(first) = layout
+            .0
+            .iter()
+            .map(|f| cached.get(f))
+            .collect::<Option<Vec<_>>>()
+        {
             return snapshot_dir(&first[0]);
         }
     }
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v != "0" && !v.is_empty());
     if offline {
-        bail!("{}", missing_message(model, revision, cache.path(), "HF_HUB_OFFLINE is set"));
+        bail!(
+            "{}",
+            missing_message(model, revision, cache.path(), "HF_HUB_OFFLINE is set")
+        );
     }
     download(model, revision, &cache, &repo)
 }
@@ -82,7 +98,15 @@ fn download(model: &str, revision: &str, cache: &Cache, repo: &Repo) -> Result<P
             return snapshot_dir(&got[0]);
         }
     }
-    bail!("{}", missing_message(model, revision, cache.path(), &format!("the download failed ({last_error})")))
+    bail!(
+        "{}",
+        missing_message(
+            model,
+            revision,
+            cache.path(),
+            &format!("the download failed ({last_error})")
+        )
+    )
 }
 
 fn missing_message(model: &str, revision: &str, cache: &Path, why: &str) -> String {

@@ -35,15 +35,24 @@ fn reference(fixture: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor(name).unwrap();
     let values = match t.dtype() {
-        safetensors::Dtype::F32 => t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-        safetensors::Dtype::I64 => t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+        safetensors::Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        safetensors::Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
         other => panic!("{name}: {other:?}"),
     };
     (t.shape().to_vec(), values)
 }
 
 fn reference_json(fixture: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(encoder_fixture(fixture).join("reference.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(encoder_fixture(fixture).join("reference.json")).unwrap())
+        .unwrap()
 }
 
 fn image_paths(fixture: &str) -> Vec<PathBuf> {
@@ -76,14 +85,29 @@ fn files_match_reference(fixture: &str, config: PreprocessConfig) -> (f64, f64) 
     for (i, path) in image_paths(fixture).iter().enumerate() {
         let ours = &pixels.data[i * per_image..(i + 1) * per_image];
         let theirs = &ref_pixels[i * per_image..(i + 1) * per_image];
-        let mean = ours.iter().zip(theirs).map(|(a, b)| (*a as f64 - b).abs()).sum::<f64>() / per_image as f64;
-        println!("{fixture} {}: mean |pixel diff| {mean:.2e}", path.file_name().unwrap().to_string_lossy());
+        let mean = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .sum::<f64>()
+            / per_image as f64;
+        println!(
+            "{fixture} {}: mean |pixel diff| {mean:.2e}",
+            path.file_name().unwrap().to_string_lossy()
+        );
         assert!(mean <= 0.02, "{}: mean pixel diff {mean}", path.display());
         worst_mean = worst_mean.max(mean);
     }
     let embeds = clip.encode_image(pixels.to_tensor(&device));
     let [n, d] = embeds.dims();
-    let ours: Vec<f64> = embeds.into_data().convert::<f32>().try_to_vec::<f32>().unwrap().iter().map(|v| *v as f64).collect();
+    let ours: Vec<f64> = embeds
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| *v as f64)
+        .collect();
     let (_, theirs) = reference(fixture, "file_image_embeds");
     let mut worst_cos: f64 = 1.0;
     for i in 0..n {
@@ -97,19 +121,28 @@ fn files_match_reference(fixture: &str, config: PreprocessConfig) -> (f64, f64) 
 
 #[test]
 fn hf_files_match_clip_image_processor_and_embeddings() {
-    let config = PreprocessConfig::from_hf_file(encoder_fixture("hf_quickgelu_p16").join("preprocessor_config.json")).unwrap();
+    let config = PreprocessConfig::from_hf_file(
+        encoder_fixture("hf_quickgelu_p16").join("preprocessor_config.json"),
+    )
+    .unwrap();
     files_match_reference("hf_quickgelu_p16", config);
 }
 
 #[test]
 fn hf_old_style_preprocessor_config_files_match() {
-    let config = PreprocessConfig::from_hf_file(encoder_fixture("hf_gelu_p14").join("preprocessor_config.json")).unwrap();
+    let config = PreprocessConfig::from_hf_file(
+        encoder_fixture("hf_gelu_p14").join("preprocessor_config.json"),
+    )
+    .unwrap();
     files_match_reference("hf_gelu_p14", config);
 }
 
 #[test]
 fn open_clip_files_match_open_clip_transform_and_embeddings() {
-    let config = PreprocessConfig::from_open_clip_file(encoder_fixture("openclip_quickgelu_cfg").join("open_clip_config.json")).unwrap();
+    let config = PreprocessConfig::from_open_clip_file(
+        encoder_fixture("openclip_quickgelu_cfg").join("open_clip_config.json"),
+    )
+    .unwrap();
     files_match_reference("openclip_quickgelu_cfg", config);
 }
 
@@ -118,15 +151,31 @@ fn captions_through_our_tokenizer_match_transformers_text_embeddings() {
     let device = Device::flex();
     let fixture = "hf_quickgelu_p16";
     let (clip, _) = load_clip(encoder_fixture(fixture), &LoadOptions::default(), &device).unwrap();
-    let texts: Vec<String> = reference_json(fixture)["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = reference_json(fixture)["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
     let tokenizer = ClipTokenizer::from_dir(tokenizer_dir()).unwrap();
     let ids = tokenizer.encode_batch(&texts).unwrap();
     let (_, ref_ids) = reference(fixture, "file_input_ids");
-    assert_eq!(ids.ids.iter().map(|v| *v as f64).collect::<Vec<_>>(), ref_ids);
+    assert_eq!(
+        ids.ids.iter().map(|v| *v as f64).collect::<Vec<_>>(),
+        ref_ids
+    );
     let embeds = clip.encode_text(ids.to_tensor(&device));
-    let ours = embeds.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let ours = embeds
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
     let (_, theirs) = reference(fixture, "file_text_embeds");
-    let diff = ours.iter().zip(&theirs).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    let diff = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
     println!("text embeds from raw captions: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4);
 }
@@ -134,7 +183,10 @@ fn captions_through_our_tokenizer_match_transformers_text_embeddings() {
 /// A model directory as a user has it: checkpoint files plus the tokenizer.
 fn model_dir(fixture: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(encoder_fixture(fixture)).unwrap().chain(std::fs::read_dir(tokenizer_dir()).unwrap()) {
+    for entry in std::fs::read_dir(encoder_fixture(fixture))
+        .unwrap()
+        .chain(std::fs::read_dir(tokenizer_dir()).unwrap())
+    {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if !name.starts_with("reference") && !name.ends_with(".json.check") {
@@ -146,12 +198,17 @@ fn model_dir(fixture: &str) -> tempfile::TempDir {
 
 fn vl(args: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vl"));
-    cmd.args(args).env("HF_HUB_OFFLINE", "1").env_remove("RUST_BACKTRACE");
+    cmd.args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("RUST_BACKTRACE");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn embed_and_check(model: &str, env: &[(&str, &Path)]) {
@@ -159,8 +216,20 @@ fn embed_and_check(model: &str, env: &[(&str, &Path)]) {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("embeds.json");
     let images = image_paths(fixture);
-    let texts: Vec<String> = reference_json(fixture)["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
-    let mut args = vec!["embed", "--model", model, "--out", out.to_str().unwrap(), "--image"];
+    let texts: Vec<String> = reference_json(fixture)["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let mut args = vec![
+        "embed",
+        "--model",
+        model,
+        "--out",
+        out.to_str().unwrap(),
+        "--image",
+    ];
     args.extend(images.iter().map(|p| p.to_str().unwrap()));
     args.push("--text");
     args.extend(texts.iter().map(String::as_str));
@@ -168,10 +237,19 @@ fn embed_and_check(model: &str, env: &[(&str, &Path)]) {
     assert!(ok, "{stderr}");
     let json: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let flat = |key: &str| -> Vec<f64> {
-        json[key].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect()
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect()
     };
     let (_, ref_text) = reference(fixture, "file_text_embeds");
-    let text_diff = flat("text_embeds").iter().zip(&ref_text).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let text_diff = flat("text_embeds")
+        .iter()
+        .zip(&ref_text)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(text_diff <= 1e-4, "text embeds differ by {text_diff}");
     let (_, ref_image) = reference(fixture, "file_image_embeds");
     let ours = flat("image_embeds");
@@ -179,8 +257,14 @@ fn embed_and_check(model: &str, env: &[(&str, &Path)]) {
     for i in 0..images.len() {
         assert!(cosine(&ours[i * d..(i + 1) * d], &ref_image[i * d..(i + 1) * d]) >= 0.999);
     }
-    assert_eq!(json["logits_per_image"].as_array().unwrap().len(), images.len());
-    assert_eq!(json["logits_per_image"][0].as_array().unwrap().len(), texts.len());
+    assert_eq!(
+        json["logits_per_image"].as_array().unwrap().len(),
+        images.len()
+    );
+    assert_eq!(
+        json["logits_per_image"][0].as_array().unwrap().len(),
+        texts.len()
+    );
     assert_eq!(json["meta"]["dtype"], "f32");
     assert_eq!(json["meta"]["format"], "hugging_face");
 
@@ -217,12 +301,26 @@ fn uncached_hub_id_offline_says_what_to_download_and_where() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("x.json");
     let (ok, stderr) = vl(
-        &["embed", "--model", "openai/clip-vit-base-patch32", "--text", "a cat", "--out", out.to_str().unwrap()],
+        &[
+            "embed",
+            "--model",
+            "openai/clip-vit-base-patch32",
+            "--text",
+            "a cat",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[("HF_HOME", home.path())],
     );
     assert!(!ok);
-    assert!(stderr.contains("model.safetensors") && stderr.contains("config.json"), "{stderr}");
-    assert!(stderr.contains("models--openai--clip-vit-base-patch32"), "{stderr}");
+    assert!(
+        stderr.contains("model.safetensors") && stderr.contains("config.json"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("models--openai--clip-vit-base-patch32"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 
@@ -233,7 +331,15 @@ fn undecodable_image_is_an_error_naming_the_file() {
     let out = out_dir.path().join("x.json");
     let bad = images_dir().join("not_an_image.png");
     let (ok, stderr) = vl(
-        &["embed", "--model", dir.path().to_str().unwrap(), "--image", bad.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "embed",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--image",
+            bad.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(!ok);
@@ -246,6 +352,17 @@ fn open_clip_directory_without_tokenizer_asks_for_one() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("x.json");
     let model = encoder_fixture("openclip_quickgelu_cfg");
-    let (ok, stderr) = vl(&["embed", "--model", model.to_str().unwrap(), "--text", "a cat", "--out", out.to_str().unwrap()], &[]);
+    let (ok, stderr) = vl(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            "a cat",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(!ok && stderr.contains("--tokenizer"), "{stderr}");
 }

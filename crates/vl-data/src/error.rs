@@ -34,19 +34,8 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    /// A legacy `tokenizer.json` could not be upgraded to the canonical format that the
-    /// `tokenizers` reader accepts.
-    #[error("cannot upgrade the tokenizer config {} to the canonical format", path.display())]
-    TokenizerConvert {
-        /// The `tokenizer.json`.
-        path: PathBuf,
-        /// What the upgrade pass refused.
-        #[source]
-        source: tokenizers::ConvertError,
-    },
-
-    /// The `tokenizers` crate refused the (canonicalised) `tokenizer.json`.
-    #[error("cannot build a tokenizer from {}", path.display())]
+    /// The `tokenizers` crate refused the `tokenizer.json`.
+    #[error("cannot build a tokenizer from {}: {source}", path.display())]
     TokenizerLoad {
         /// The `tokenizer.json`.
         path: PathBuf,

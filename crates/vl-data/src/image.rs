@@ -66,11 +66,12 @@ pub fn decode_image(bytes: &[u8], name: impl AsRef<Path>) -> Result<DynamicImage
         path: name.to_path_buf(),
         source,
     })?;
-    let image =
-        image::load_from_memory_with_format(bytes, format).map_err(|source| Error::ImageDecode {
+    let image = image::load_from_memory_with_format(bytes, format).map_err(|source| {
+        Error::ImageDecode {
             path: name.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
     if image.width() == 0 || image.height() == 0 {
         return Err(Error::EmptyImage {
             path: name.to_path_buf(),
@@ -95,11 +96,7 @@ pub fn to_rgb(image: &DynamicImage, alpha: AlphaHandling) -> RgbImage {
     let mut out = RgbImage::new(width, height);
     for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
         let [r, g, b, a] = src.0;
-        dst.0 = [
-            over_white(r, a),
-            over_white(g, a),
-            over_white(b, a),
-        ];
+        dst.0 = [over_white(r, a), over_white(g, a), over_white(b, a)];
     }
     out
 }
@@ -150,13 +147,19 @@ mod tests {
 
     #[test]
     fn alpha_is_composited_over_white_or_dropped() {
-        let transparent = DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([10, 20, 30, 0])));
+        let transparent =
+            DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([10, 20, 30, 0])));
         let white = to_rgb(&transparent, AlphaHandling::CompositeWhite);
         assert!(white.pixels().all(|p| p.0 == [255, 255, 255]));
         let dropped = to_rgb(&transparent, AlphaHandling::Drop);
         assert!(dropped.pixels().all(|p| p.0 == [10, 20, 30]));
         let opaque = DynamicImage::ImageRgba8(RgbaImage::from_pixel(1, 1, Rgba([10, 20, 30, 255])));
-        assert_eq!(to_rgb(&opaque, AlphaHandling::CompositeWhite).get_pixel(0, 0).0, [10, 20, 30]);
+        assert_eq!(
+            to_rgb(&opaque, AlphaHandling::CompositeWhite)
+                .get_pixel(0, 0)
+                .0,
+            [10, 20, 30]
+        );
     }
 
     #[test]
@@ -195,7 +198,10 @@ mod tests {
     fn missing_file_is_an_error_naming_the_file() {
         let err = load_image("/definitely/not/here.png").unwrap_err();
         assert!(matches!(err, Error::Io { .. }));
-        assert!(err.to_string().contains("/definitely/not/here.png"), "{err}");
+        assert!(
+            err.to_string().contains("/definitely/not/here.png"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -206,6 +212,9 @@ mod tests {
             .unwrap();
         let img = decode_image(&out, "mem.png").unwrap();
         assert!(img.color().has_alpha());
-        assert_eq!(to_rgb(&img, AlphaHandling::Drop).get_pixel(0, 0).0, [1, 2, 3]);
+        assert_eq!(
+            to_rgb(&img, AlphaHandling::Drop).get_pixel(0, 0).0,
+            [1, 2, 3]
+        );
     }
 }

@@ -40,7 +40,6 @@ mod json;
 pub mod preprocess;
 mod resize;
 pub mod tokenizer;
-mod tokenizer_compat;
 
 pub use crate::error::{Error, Result};
 pub use crate::image::{AlphaHandling, decode_image, load_dynamic_image, load_image, to_rgb};

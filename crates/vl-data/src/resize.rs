@@ -15,8 +15,9 @@
 //!   `(x + xmin - center + 0.5) / filterscale` and normalised to sum to one, in `f64`;
 //! - the conversion of the weights to fixed point with 22 fractional bits, rounded away from zero;
 //! - accumulation from `1 << 21` (round half up), then an arithmetic shift and clamping to
-//!   `0..=255` after **each** pass, with the horizontal pass first (only over the rows the vertical
-//!   pass reads) and each pass skipped when that dimension keeps its size;
+//!   `0..=255` after **each** pass, each pass skipped when that dimension keeps its size, and the
+//!   pass order of Pillow 13 (see [`ResizeEngine`]'s `vertical_first`: usually horizontal first,
+//!   over only the rows the vertical pass reads);
 //! - with [`ResizeEngine::Torch`], PyTorch's variant of the same algorithm
 //!   (`upsample_avx_bilinear_bicubic_uint8` in ATen's
 //!   [`UpSampleKernel.cpp`](https://github.com/pytorch/pytorch/blob/main/aten/src/ATen/native/cpu/UpSampleKernel.cpp),
@@ -154,6 +155,33 @@ pub enum ResizeEngine {
     Torch,
 }
 
+impl ResizeEngine {
+    /// Whether the vertical pass runs first when both dimensions change.
+    ///
+    /// Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
+    /// pixels as the width does (`height - new_height > 2 * (width - new_width)`, so always when
+    /// the width grows and the height shrinks), else the horizontal pass first. This rule was
+    /// measured, not read: against Pillow 13.0.0 it holds for every one of ~200 size pairs tried
+    /// (square, tall, wide, up- and downscaling, 8 to 1200 pixels), while Pillow's older
+    /// `Resample.c` always ran the horizontal pass first. PyTorch always runs the horizontal pass
+    /// first.
+    fn vertical_first(
+        self,
+        width: usize,
+        height: usize,
+        new_width: usize,
+        new_height: usize,
+    ) -> bool {
+        match self {
+            Self::Pillow => {
+                new_height < height
+                    && (height - new_height) as i64 > 2 * (width as i64 - new_width as i64)
+            }
+            Self::Torch => false,
+        }
+    }
+}
+
 /// Fractional bits of the fixed-point weights (`PRECISION_BITS` in Pillow; PyTorch's upper
 /// bound).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -278,67 +306,109 @@ pub(crate) fn resize_u8(
     debug_assert_eq!(pixels.len(), width * height * channels);
     let need_horizontal = new_width != width;
     let need_vertical = new_height != height;
-    if !need_horizontal && !need_vertical {
-        return pixels.to_vec();
-    }
-    let vertical = Coefficients::new(height, new_height, filter, engine);
-
-    // Horizontal pass, only over the rows the vertical pass reads.
-    let (tmp, tmp_first_row) = if need_horizontal {
-        let first = vertical.start.first().copied().unwrap_or(0);
-        let last = vertical
-            .start
-            .last()
-            .zip(vertical.len.last())
-            .map_or(height, |(s, l)| s + l);
-        let (first, last) = if need_vertical {
-            (first, last)
-        } else {
-            (0, height)
-        };
-        let horizontal = Coefficients::new(width, new_width, filter, engine);
-        let mut out = vec![0u8; (last - first) * new_width * channels];
-        let mut acc = vec![0i64; channels];
-        for (row_out, y) in out.chunks_exact_mut(new_width * channels).zip(first..last) {
-            let row_in = &pixels[y * width * channels..(y + 1) * width * channels];
-            for (xx, px) in row_out.chunks_exact_mut(channels).enumerate() {
-                let (xmin, k) = horizontal.window(xx);
-                acc.fill(horizontal.half());
-                for (x, &w) in k.iter().enumerate() {
-                    let src = &row_in[(xmin + x) * channels..(xmin + x + 1) * channels];
-                    for (a, &v) in acc.iter_mut().zip(src) {
-                        *a += i64::from(v) * i64::from(w);
-                    }
-                }
-                for (p, &a) in px.iter_mut().zip(&acc) {
-                    *p = horizontal.clip8(a);
-                }
+    let image = Plane {
+        pixels,
+        width,
+        height,
+        channels,
+    };
+    match (need_horizontal, need_vertical) {
+        (false, false) => pixels.to_vec(),
+        (true, false) => {
+            let horizontal = Coefficients::new(width, new_width, filter, engine);
+            horizontal_pass(&image, 0..height, &horizontal)
+        }
+        (false, true) => {
+            let vertical = Coefficients::new(height, new_height, filter, engine);
+            vertical_pass(&image, 0, &vertical)
+        }
+        (true, true) => {
+            let horizontal = Coefficients::new(width, new_width, filter, engine);
+            let vertical = Coefficients::new(height, new_height, filter, engine);
+            if engine.vertical_first(width, height, new_width, new_height) {
+                let tmp = vertical_pass(&image, 0, &vertical);
+                let tmp = Plane {
+                    pixels: &tmp,
+                    width,
+                    height: new_height,
+                    channels,
+                };
+                horizontal_pass(&tmp, 0..new_height, &horizontal)
+            } else {
+                // Only the rows the vertical pass reads.
+                let first = vertical.start.first().copied().unwrap_or(0);
+                let last = vertical
+                    .start
+                    .last()
+                    .zip(vertical.len.last())
+                    .map_or(height, |(s, l)| s + l);
+                let tmp = horizontal_pass(&image, first..last, &horizontal);
+                let tmp = Plane {
+                    pixels: &tmp,
+                    width: new_width,
+                    height: last - first,
+                    channels,
+                };
+                vertical_pass(&tmp, first, &vertical)
             }
         }
-        (out, first)
-    } else {
-        (pixels.to_vec(), 0)
-    };
-    if !need_vertical {
-        return tmp;
     }
+}
 
-    // Vertical pass.
-    let row_len = new_width * channels;
+/// A borrowed interleaved 8-bit image.
+struct Plane<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+}
+
+/// Resamples rows `rows` of `image` horizontally (`ImagingResampleHorizontal_8bpc`).
+fn horizontal_pass(image: &Plane<'_>, rows: std::ops::Range<usize>, k: &Coefficients) -> Vec<u8> {
+    let channels = image.channels;
+    let new_width = k.start.len();
+    let row_in_len = image.width * channels;
+    let mut out = vec![0u8; rows.len() * new_width * channels];
+    let mut acc = vec![0i64; channels];
+    for (row_out, y) in out.chunks_exact_mut(new_width * channels).zip(rows) {
+        let row_in = &image.pixels[y * row_in_len..(y + 1) * row_in_len];
+        for (xx, px) in row_out.chunks_exact_mut(channels).enumerate() {
+            let (xmin, weights) = k.window(xx);
+            acc.fill(k.half());
+            for (x, &w) in weights.iter().enumerate() {
+                let src = &row_in[(xmin + x) * channels..(xmin + x + 1) * channels];
+                for (a, &v) in acc.iter_mut().zip(src) {
+                    *a += i64::from(v) * i64::from(w);
+                }
+            }
+            for (p, &a) in px.iter_mut().zip(&acc) {
+                *p = k.clip8(a);
+            }
+        }
+    }
+    out
+}
+
+/// Resamples `image` vertically (`ImagingResampleVertical_8bpc`); `image` holds source rows
+/// `first_row..first_row + image.height`.
+fn vertical_pass(image: &Plane<'_>, first_row: usize, k: &Coefficients) -> Vec<u8> {
+    let row_len = image.width * image.channels;
+    debug_assert_eq!(image.pixels.len(), image.height * row_len);
+    let new_height = k.start.len();
     let mut out = vec![0u8; new_height * row_len];
     let mut acc = vec![0i64; row_len];
     for (yy, row_out) in out.chunks_exact_mut(row_len).enumerate() {
-        let (ymin, k) = vertical.window(yy);
-        acc.fill(vertical.half());
-        for (y, &w) in k.iter().enumerate() {
-            let src_row = ymin + y - tmp_first_row;
-            let src = &tmp[src_row * row_len..(src_row + 1) * row_len];
+        let (ymin, weights) = k.window(yy);
+        acc.fill(k.half());
+        for (y, &w) in weights.iter().enumerate() {
+            let src_row = ymin + y - first_row;
+            let src = &image.pixels[src_row * row_len..(src_row + 1) * row_len];
             for (a, &v) in acc.iter_mut().zip(src) {
                 *a += i64::from(v) * i64::from(w);
             }
         }
         for (p, &a) in row_out.iter_mut().zip(&acc) {
-            *p = vertical.clip8(a);
+            *p = k.clip8(a);
         }
     }
     out
@@ -365,7 +435,9 @@ pub(crate) fn resize_rgba_premultiplied(
             *c = muldiv255(u32::from(*c), alpha);
         }
     }
-    let mut out = resize_u8(&pre, width, height, 4, new_width, new_height, filter, engine);
+    let mut out = resize_u8(
+        &pre, width, height, 4, new_width, new_height, filter, engine,
+    );
     for px in out.chunks_exact_mut(4) {
         let alpha = u32::from(px[3]);
         if alpha != 0 && alpha != 255 {
@@ -391,7 +463,10 @@ mod tests {
     #[test]
     fn same_size_is_a_copy() {
         let px: Vec<u8> = (0..4 * 3 * 3).map(|i| i as u8).collect();
-        assert_eq!(resize_u8(&px, 4, 3, 3, 4, 3, Resample::Bicubic, ResizeEngine::Pillow), px);
+        assert_eq!(
+            resize_u8(&px, 4, 3, 3, 4, 3, Resample::Bicubic, ResizeEngine::Pillow),
+            px
+        );
     }
 
     #[test]
@@ -412,7 +487,10 @@ mod tests {
         for i in 0..5 {
             let (_, k) = c.window(i);
             let sum: i64 = k.iter().map(|&w| i64::from(w)).sum();
-            assert!((sum - (1 << PRECISION_BITS)).abs() <= k.len() as i64, "{sum}");
+            assert!(
+                (sum - (1 << PRECISION_BITS)).abs() <= k.len() as i64,
+                "{sum}"
+            );
         }
         // Downscaling by 2 widens the support to 4 source pixels on each side.
         assert_eq!(c.ksize, 9);
@@ -451,7 +529,8 @@ mod tests {
                 px.extend_from_slice(&[0, 255, 0, 0]);
             }
         }
-        let out = resize_rgba_premultiplied(&px, 8, 1, 3, 1, Resample::Bicubic, ResizeEngine::Pillow);
+        let out =
+            resize_rgba_premultiplied(&px, 8, 1, 3, 1, Resample::Bicubic, ResizeEngine::Pillow);
         for p in out.chunks_exact(4).filter(|p| p[3] > 0) {
             assert_eq!(p[1], 0, "{p:?}");
         }
@@ -463,11 +542,32 @@ mod tests {
             let c = Coefficients::new(input, output, Resample::Bicubic, ResizeEngine::Torch);
             let max = c.weights.iter().copied().max().unwrap();
             assert!(max < 1 << 15, "{input}->{output}: {max}");
-            assert!(max >= 1 << 14, "{input}->{output}: one more bit would fit: {max}");
+            assert!(
+                max >= 1 << 14,
+                "{input}->{output}: one more bit would fit: {max}"
+            );
             assert!(c.precision < PRECISION_BITS);
         }
         let pil = Coefficients::new(10, 40, Resample::Bicubic, ResizeEngine::Pillow);
         assert_eq!(pil.precision, 22);
+    }
+
+    #[test]
+    fn pillow_runs_the_vertical_pass_first_when_height_shrinks_much_more() {
+        // 8x10 -> 7x3: the height loses 7 rows, more than twice the 1 column the width loses.
+        let px: Vec<u8> = (0..10u32)
+            .flat_map(|y| (0..8u32).map(move |x| ((x * 37 + y * 91 + x * y * 13) % 256) as u8))
+            .collect();
+        // `Image.fromarray(px, "L").resize((7, 3), Image.BICUBIC)` with Pillow 13.0.0.
+        let pillow: [u8; 21] = [
+            89, 134, 141, 140, 136, 151, 105, 116, 123, 123, 179, 140, 129, 138, 133, 167, 138,
+            119, 137, 132, 161,
+        ];
+        let ours = resize_u8(&px, 8, 10, 1, 7, 3, Resample::Bicubic, ResizeEngine::Pillow);
+        assert_eq!(ours, pillow);
+        assert!(ResizeEngine::Pillow.vertical_first(8, 10, 7, 3));
+        assert!(!ResizeEngine::Pillow.vertical_first(8, 10, 4, 8));
+        assert!(!ResizeEngine::Torch.vertical_first(8, 10, 7, 3));
     }
 
     #[test]
@@ -481,7 +581,10 @@ mod tests {
     #[test]
     fn pil_codes_round_trip() {
         for code in 1..=5 {
-            assert_eq!(u64::from(Resample::from_pil_code(code).unwrap().pil_code()), code);
+            assert_eq!(
+                u64::from(Resample::from_pil_code(code).unwrap().pil_code()),
+                code
+            );
         }
         assert_eq!(Resample::from_pil_code(0), None);
     }

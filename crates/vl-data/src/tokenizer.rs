@@ -13,15 +13,21 @@
 //! The tokenizer.json's own `truncation` and `padding` sections are ignored: the text is encoded
 //! without special tokens, cut to `context_length - 2` tokens, and framed with the start- and
 //! end-of-text ids here, so both special tokens are always counted in the length.
+//!
+//! Encoding is done by the `tokenizers` crate (0.22, the stable line that transformers' fast
+//! tokenizers are built on; its 1.0 release candidates break CLIP's end-of-word suffixes), with
+//! the Oniguruma regex engine that `tokenizer.json` pre-tokenizers are written for. The parity
+//! test checks every id against transformers.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
-use tokenizers::pipeline::{EncodeOptions, Override, PipelineTokenizer};
+use std::str::FromStr;
+
+use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::tokenizer_compat::compile_regex_splits;
 
 /// The start-of-text token of CLIP's vocabulary.
 pub const START_OF_TEXT: &str = "<|startoftext|>";
@@ -52,7 +58,7 @@ pub enum Padding {
 /// Defaults: context length [`DEFAULT_CONTEXT_LENGTH`] (77), [`Padding::EndOfText`].
 #[derive(Clone)]
 pub struct ClipTokenizer {
-    inner: PipelineTokenizer,
+    inner: Tokenizer,
     sot_id: u32,
     eot_id: u32,
     vocab_size: usize,
@@ -169,7 +175,7 @@ impl ClipTokenizer {
     /// Reads and builds the tokenizer; `pad` is the padding token (`None` or the end-of-text
     /// token give [`Padding::EndOfText`]).
     fn load(path: &Path, sot: &str, eot: &str, pad: Option<&str>) -> Result<Self> {
-        let mut doc = crate::json::read(path)?;
+        let doc = crate::json::read(path)?;
         let vocab = VocabInfo::from_doc(&doc);
         let sot_id = vocab.id(sot).ok_or_else(|| Error::MissingSpecialToken {
             path: path.to_path_buf(),
@@ -192,16 +198,16 @@ impl ClipTokenizer {
             _ => Padding::EndOfText,
         };
         let vocab_size = vocab.size;
-        tokenizers::canonicalize_value(&mut doc).map_err(|source| Error::TokenizerConvert {
+        let mut inner = Tokenizer::from_str(&doc.to_string()).map_err(|source| Error::TokenizerLoad {
             path: path.to_path_buf(),
             source,
         })?;
-        let inner = tokenizers::from_json(&doc.to_string())
-            .and_then(compile_regex_splits)
-            .map_err(|source| Error::TokenizerLoad {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        // The file's own truncation and padding settings are not ours to apply (see module docs).
+        inner.with_truncation(None).map_err(|source| Error::TokenizerLoad {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        inner.with_padding(None);
         Ok(Self {
             inner,
             sot_id,
@@ -269,39 +275,18 @@ impl ClipTokenizer {
 
     /// Encodes one text into exactly [`Self::context_length`] ids.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        let encodings = self
-            .inner
-            .encode(text, &Self::options())
-            .wait()
-            .map_err(|source| encode_error(text, source))?;
+        let content = self.content_ids(text)?;
         let mut row = Vec::with_capacity(self.context_length);
-        let content = encodings.first().map(|e| e.ids()).unwrap_or_default();
-        self.frame(content.iter().map(|t| t.id()), &mut row);
+        self.frame(&content, &mut row);
         Ok(row)
     }
 
     /// Encodes texts into a `[texts.len(), context_length]` batch.
     pub fn encode_batch(&self, texts: &[impl AsRef<str>]) -> Result<TokenBatch> {
-        let inputs: Vec<String> = texts.iter().map(|t| t.as_ref().to_owned()).collect();
-        let encodings = if inputs.is_empty() {
-            Vec::new()
-        } else {
-            self.inner
-                .encode(inputs, &Self::options())
-                .wait()
-                .map_err(|source| {
-                    // The batch error does not say which text failed; find it for the message.
-                    let culprit = texts
-                        .iter()
-                        .map(AsRef::as_ref)
-                        .find(|t| self.encode(t).is_err())
-                        .unwrap_or("<batch>");
-                    encode_error(culprit, source)
-                })?
-        };
         let mut ids = Vec::with_capacity(texts.len() * self.context_length);
-        for encoding in &encodings {
-            self.frame(encoding.ids().iter().map(|t| t.id()), &mut ids);
+        for text in texts {
+            let content = self.content_ids(text.as_ref())?;
+            self.frame(&content, &mut ids);
         }
         Ok(TokenBatch {
             ids,
@@ -310,22 +295,26 @@ impl ClipTokenizer {
         })
     }
 
-    /// Encoding options: no special tokens (we frame the ids ourselves), and the tokenizer.json's
-    /// own truncation and padding switched off.
-    fn options() -> EncodeOptions {
-        EncodeOptions {
-            add_special_tokens: false,
-            encode_special_tokens: false,
-            padding: Override::Off,
-            truncation: Override::Off,
-        }
+    /// The ids of `text` without special tokens around them (special-token text inside the
+    /// caption is still matched, as transformers does).
+    fn content_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|source| encode_error(text, source))?;
+        Ok(encoding.get_ids().to_vec())
     }
 
     /// Appends `sot, content[..context_length - 2], eot, pad…` (exactly `context_length` ids).
-    fn frame(&self, content: impl Iterator<Item = u32>, out: &mut Vec<i64>) {
+    fn frame(&self, content: &[u32], out: &mut Vec<i64>) {
         let start = out.len();
         out.push(i64::from(self.sot_id));
-        out.extend(content.take(self.context_length - 2).map(i64::from));
+        out.extend(
+            content
+                .iter()
+                .take(self.context_length - 2)
+                .map(|&id| i64::from(id)),
+        );
         out.push(i64::from(self.eot_id));
         out.resize(start + self.context_length, i64::from(self.pad_id()));
     }
@@ -364,9 +353,9 @@ impl<'a> VocabInfo<'a> {
             .filter_map(Value::as_u64)
             .max();
         let max_added = added.iter().map(|(_, id)| u64::from(*id)).max();
-        let size = max_model
-            .max(max_added)
-            .map_or(0, |m| usize::try_from(m).map_or(usize::MAX, |m| m.saturating_add(1)));
+        let size = max_model.max(max_added).map_or(0, |m| {
+            usize::try_from(m).map_or(usize::MAX, |m| m.saturating_add(1))
+        });
         Self {
             added,
             model_vocab,
@@ -427,7 +416,15 @@ mod tests {
         }
         // Merges that build the words above.
         let merges = [
-            "p h", "ph o", "pho t", "phot o</w>", "o f</w>", "c a", "ca t</w>", "d o", "do g</w>",
+            "p h",
+            "ph o",
+            "pho t",
+            "phot o</w>",
+            "o f</w>",
+            "c a",
+            "ca t</w>",
+            "d o",
+            "do g</w>",
         ];
         for m in merges {
             let merged = m.replace(' ', "");
@@ -439,13 +436,17 @@ mod tests {
         let mut added = Vec::new();
         if with_sot {
             vocab.insert(START_OF_TEXT.to_owned(), id.into());
-            added.push(serde_json::json!({"id": id, "content": START_OF_TEXT, "single_word": false,
-                "lstrip": false, "rstrip": false, "normalized": true, "special": true}));
+            added.push(
+                serde_json::json!({"id": id, "content": START_OF_TEXT, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": true, "special": true}),
+            );
             id += 1;
         }
         vocab.insert(END_OF_TEXT.to_owned(), id.into());
-        added.push(serde_json::json!({"id": id, "content": END_OF_TEXT, "single_word": false,
-            "lstrip": false, "rstrip": false, "normalized": true, "special": true}));
+        added.push(
+            serde_json::json!({"id": id, "content": END_OF_TEXT, "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": true, "special": true}),
+        );
         serde_json::json!({
             "version": "1.0",
             "truncation": {"direction": "Right", "max_length": 5, "strategy": "LongestFirst", "stride": 0},
@@ -479,8 +480,15 @@ mod tests {
         assert_eq!(ids.len(), 8);
         assert_eq!(ids[0], i64::from(tok.sot_id()));
         assert_eq!(ids[6], i64::from(tok.eot_id()));
-        assert_eq!(ids[7], i64::from(tok.eot_id()), "default padding is end-of-text");
-        // 5 words, each a single BPE token.
+        assert_eq!(
+            ids[7],
+            i64::from(tok.eot_id()),
+            "default padding is end-of-text"
+        );
+        // 5 words, each a single BPE token carrying the end-of-word suffix: "a" is `a</w>` (id 1),
+        // not the bare atom `a` (id 0).
+        assert_eq!(ids[1], 1);
+        assert_eq!(ids[4], 1);
         assert!(ids[1..6].iter().all(|&i| i < i64::from(tok.sot_id())));
     }
 
@@ -512,8 +520,16 @@ mod tests {
         let eot = i64::from(base.eot_id());
         let cat = base.encode("cat").unwrap()[1];
         let hf = base.clone().encode("cat").unwrap();
-        let zero = base.clone().with_padding(Padding::Zero).encode("cat").unwrap();
-        let custom = base.clone().with_padding(Padding::Id(7)).encode("cat").unwrap();
+        let zero = base
+            .clone()
+            .with_padding(Padding::Zero)
+            .encode("cat")
+            .unwrap();
+        let custom = base
+            .clone()
+            .with_padding(Padding::Id(7))
+            .encode("cat")
+            .unwrap();
         let sot = i64::from(base.sot_id());
         assert_eq!(hf, vec![sot, cat, eot, eot, eot, eot]);
         assert_eq!(zero, vec![sot, cat, eot, 0, 0, 0]);
@@ -526,7 +542,10 @@ mod tests {
         let tok = tiny(&dir).with_padding(Padding::Zero);
         let ids = tok.encode("").unwrap();
         assert_eq!(ids.len(), DEFAULT_CONTEXT_LENGTH);
-        assert_eq!(&ids[..2], &[i64::from(tok.sot_id()), i64::from(tok.eot_id())]);
+        assert_eq!(
+            &ids[..2],
+            &[i64::from(tok.sot_id()), i64::from(tok.eot_id())]
+        );
         assert!(ids[2..].iter().all(|&i| i == 0));
     }
 
@@ -536,7 +555,10 @@ mod tests {
         let tok = tiny(&dir).with_context_length(10).unwrap();
         let texts = ["a cat", "", "a photo of a dog"];
         let batch = tok.encode_batch(&texts).unwrap();
-        assert_eq!((batch.n, batch.context_length, batch.ids.len()), (3, 10, 30));
+        assert_eq!(
+            (batch.n, batch.context_length, batch.ids.len()),
+            (3, 10, 30)
+        );
         for (i, t) in texts.iter().enumerate() {
             assert_eq!(batch.row(i).unwrap(), tok.encode(t).unwrap().as_slice());
         }
@@ -552,7 +574,11 @@ mod tests {
         let batch = tok.encode_batch(&["a cat", "dog"]).unwrap();
         let t = batch.to_tensor(&Device::flex());
         assert_eq!(t.dims(), [2, 5]);
-        let back: Vec<i64> = t.into_data().convert::<i64>().into_vec().unwrap();
+        let back: Vec<i64> = t
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap();
         assert_eq!(back, batch.ids);
     }
 
@@ -570,9 +596,18 @@ mod tests {
         let path = dir.path().join("tokenizer.json");
         std::fs::write(&path, tiny_tokenizer_json(false)).unwrap();
         let err = ClipTokenizer::from_file(&path).unwrap_err();
-        assert!(matches!(err, Error::MissingSpecialToken { role: "start-of-text", .. }));
+        assert!(matches!(
+            err,
+            Error::MissingSpecialToken {
+                role: "start-of-text",
+                ..
+            }
+        ));
         let msg = err.to_string();
-        assert!(msg.contains("<|startoftext|>") && msg.contains("tokenizer.json"), "{msg}");
+        assert!(
+            msg.contains("<|startoftext|>") && msg.contains("tokenizer.json"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -622,7 +657,11 @@ mod tests {
         )
         .unwrap();
         let tok = ClipTokenizer::from_dir(dir.path()).unwrap();
-        assert_eq!(tok.context_length(), 77, "a 'no limit' max length keeps the default");
+        assert_eq!(
+            tok.context_length(),
+            77,
+            "a 'no limit' max length keeps the default"
+        );
         assert_eq!(tok.padding(), Padding::EndOfText);
 
         std::fs::write(
@@ -632,6 +671,9 @@ mod tests {
         .unwrap();
         let err = ClipTokenizer::from_dir(dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("model_max_length") && msg.contains("tokenizer_config.json"), "{msg}");
+        assert!(
+            msg.contains("model_max_length") && msg.contains("tokenizer_config.json"),
+            "{msg}"
+        );
     }
 }

@@ -48,9 +48,17 @@ fn ids_equal_hf_clip_tokenizer_fast_for_every_case() {
     let mut mismatches = Vec::new();
     for (i, case) in cases.cases.iter().enumerate() {
         let single = tok.encode(&case.text).unwrap();
-        assert_eq!(batch.row(i).unwrap(), single.as_slice(), "batch vs single: {:?}", case.text);
+        assert_eq!(
+            batch.row(i).unwrap(),
+            single.as_slice(),
+            "batch vs single: {:?}",
+            case.text
+        );
         if single != case.hf_ids {
-            mismatches.push(format!("{:?}\n  ours {:?}\n  hf   {:?}", case.text, single, case.hf_ids));
+            mismatches.push(format!(
+                "{:?}\n  ours {:?}\n  hf   {:?}",
+                case.text, single, case.hf_ids
+            ));
         }
     }
     println!(
@@ -58,7 +66,12 @@ fn ids_equal_hf_clip_tokenizer_fast_for_every_case() {
         cases.cases.len() - mismatches.len(),
         cases.cases.len()
     );
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -69,7 +82,12 @@ fn zero_padding_equals_open_clip_where_tokenizers_agree() {
         .with_padding(Padding::Zero);
     let mut checked = 0;
     for case in cases.cases.iter().filter(|c| c.agree) {
-        assert_eq!(tok.encode(&case.text).unwrap(), case.open_clip_ids, "{:?}", case.text);
+        assert_eq!(
+            tok.encode(&case.text).unwrap(),
+            case.open_clip_ids,
+            "{:?}",
+            case.text
+        );
         checked += 1;
     }
     println!("open_clip parity: {checked} agreeing cases equal open_clip_ids");

@@ -19,9 +19,11 @@ use crate::resize::{Resample, ResizeEngine};
 
 /// OpenAI CLIP's per-channel mean (`OPENAI_CLIP_MEAN` in transformers, `OPENAI_DATASET_MEAN` in
 /// open_clip).
-pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
 /// OpenAI CLIP's per-channel standard deviation.
-pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+// Spelled digit for digit as in the references; the f32 values are the ones Python rounds to.
+#[allow(clippy::excessive_precision)]
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// How the resize target is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,9 +148,11 @@ impl PreprocessConfig {
     #[must_use]
     pub fn with_reference(mut self, reference: Reference) -> Self {
         let (engine, rule, alpha) = match reference {
-            Reference::Transformers => {
-                (ResizeEngine::Torch, CropRule::Hf, AlphaHandling::CompositeWhite)
-            }
+            Reference::Transformers => (
+                ResizeEngine::Torch,
+                CropRule::Hf,
+                AlphaHandling::CompositeWhite,
+            ),
             Reference::TransformersPil => (
                 ResizeEngine::Pillow,
                 CropRule::HfPil,
@@ -233,7 +237,10 @@ mod tests {
     fn clip_preset_is_transformers_default() {
         let c = PreprocessConfig::clip(224);
         assert_eq!(c, PreprocessConfig::default());
-        assert_eq!((c.crop_height, c.crop_width, c.resize_shortest_edge), (224, 224, 224));
+        assert_eq!(
+            (c.crop_height, c.crop_width, c.resize_shortest_edge),
+            (224, 224, 224)
+        );
         assert_eq!(c.resample, Resample::Bicubic);
         assert!((c.rescale_factor - 0.003_921_568_627_450_98).abs() < 1e-15);
         c.validate().unwrap();

@@ -111,9 +111,9 @@ impl PreprocessConfig {
         }
 
         if let Some(v) = obj.get("resample") {
-            let code = v
-                .as_u64()
-                .ok_or_else(|| obj.type_error("resample", "a Pillow resampling code (integer)", v))?;
+            let code = v.as_u64().ok_or_else(|| {
+                obj.type_error("resample", "a Pillow resampling code (integer)", v)
+            })?;
             config.resample = Resample::from_pil_code(code).ok_or_else(|| {
                 obj.unsupported(
                     "resample",
@@ -287,7 +287,10 @@ mod tests {
         );
         let c = PreprocessConfig::from_hf_file(&path).unwrap();
         assert_eq!(c.resize_mode, ResizeMode::ShortestEdge);
-        assert_eq!((c.resize_shortest_edge, c.crop_height, c.crop_width), (336, 336, 336));
+        assert_eq!(
+            (c.resize_shortest_edge, c.crop_height, c.crop_width),
+            (336, 336, 336)
+        );
         assert_eq!((c.mean, c.std), ([0.5; 3], [0.25; 3]));
         assert_eq!(c.crop_rule, CropRule::Hf);
         assert_eq!(c.alpha, AlphaHandling::CompositeWhite);
@@ -317,7 +320,13 @@ mod tests {
             r#"{"size": {"height": 30, "width": 40}, "do_center_crop": false, "resample": 2}"#,
         );
         let c = PreprocessConfig::from_hf_file(&path).unwrap();
-        assert_eq!(c.resize_mode, ResizeMode::Exact { height: 30, width: 40 });
+        assert_eq!(
+            c.resize_mode,
+            ResizeMode::Exact {
+                height: 30,
+                width: 40
+            }
+        );
         assert_eq!(c.resample, Resample::Bilinear);
         assert!(!c.do_center_crop);
     }
@@ -348,7 +357,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "p.json", r#"{"resample": 0}"#);
         let err = PreprocessConfig::from_hf_file(&path).unwrap_err();
-        assert!(matches!(err, Error::UnsupportedConfigValue { .. }), "{err:?}");
+        assert!(
+            matches!(err, Error::UnsupportedConfigValue { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -370,7 +382,9 @@ mod tests {
     fn open_clip_non_square_and_modes() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = |pp: &str| {
-            format!(r#"{{"model_cfg": {{"vision_cfg": {{"image_size": [224, 336]}}}}, "preprocess_cfg": {pp}}}"#)
+            format!(
+                r#"{{"model_cfg": {{"vision_cfg": {{"image_size": [224, 336]}}}}, "preprocess_cfg": {pp}}}"#
+            )
         };
         let path = write(&dir, "a.json", &cfg(r#"{"mean": 0.5, "std": 0.5}"#));
         let c = PreprocessConfig::from_open_clip_file(&path).unwrap();
@@ -378,7 +392,11 @@ mod tests {
         assert_eq!((c.crop_height, c.crop_width), (224, 336));
         assert_eq!(c.mean, [0.5; 3]);
 
-        let path = write(&dir, "b.json", &cfg(r#"{"resize_mode": "longest", "fill_color": 128}"#));
+        let path = write(
+            &dir,
+            "b.json",
+            &cfg(r#"{"resize_mode": "longest", "fill_color": 128}"#),
+        );
         let c = PreprocessConfig::from_open_clip_file(&path).unwrap();
         assert_eq!((c.resize_mode, c.pad_value), (ResizeMode::FitCrop, 128));
 
@@ -388,17 +406,33 @@ mod tests {
             &cfg(r#"{"resize_mode": "squash", "interpolation": "bilinear"}"#),
         );
         let c = PreprocessConfig::from_open_clip_file(&path).unwrap();
-        assert_eq!(c.resize_mode, ResizeMode::Exact { height: 224, width: 336 });
+        assert_eq!(
+            c.resize_mode,
+            ResizeMode::Exact {
+                height: 224,
+                width: 336
+            }
+        );
         assert!(!c.do_center_crop);
         assert_eq!(c.resample, Resample::Bilinear);
 
         let path = write(&dir, "d.json", &cfg(r#"{"resize_mode": "stretch"}"#));
         let err = PreprocessConfig::from_open_clip_file(&path).unwrap_err();
-        assert!(err.to_string().contains("preprocess_cfg.resize_mode"), "{err}");
+        assert!(
+            err.to_string().contains("preprocess_cfg.resize_mode"),
+            "{err}"
+        );
 
-        let path = write(&dir, "e.json", r#"{"model_cfg": {"vision_cfg": {"image_size": "big"}}}"#);
+        let path = write(
+            &dir,
+            "e.json",
+            r#"{"model_cfg": {"vision_cfg": {"image_size": "big"}}}"#,
+        );
         let err = PreprocessConfig::from_open_clip_file(&path).unwrap_err();
-        assert!(err.to_string().contains("model_cfg.vision_cfg.image_size"), "{err}");
+        assert!(
+            err.to_string().contains("model_cfg.vision_cfg.image_size"),
+            "{err}"
+        );
 
         let path = write(&dir, "f.json", r#"{"preprocess_cfg": {}}"#);
         let err = PreprocessConfig::from_open_clip_file(&path).unwrap_err();

@@ -92,7 +92,9 @@ impl ImagePreprocessor {
             ResizeMode::CoverCrop => {
                 keep_ratio_size(height, width, c.crop_height, c.crop_width, false)
             }
-            ResizeMode::FitCrop => keep_ratio_size(height, width, c.crop_height, c.crop_width, true),
+            ResizeMode::FitCrop => {
+                keep_ratio_size(height, width, c.crop_height, c.crop_width, true)
+            }
             ResizeMode::Exact { height, width } => (height, width),
         }
     }
@@ -171,7 +173,7 @@ impl ImagePreprocessor {
         let (width, height) = source.dimensions();
         if width == 0 || height == 0 {
             let (h, w) = self.resized_size(1, 1);
-            return (vec![0; (h * w * 3) as usize], w, h);
+            return (vec![0; h as usize * w as usize * 3], w, h);
         }
         let (new_height, new_width) = self.resized_size(height, width);
         let (w, h, nw, nh) = (
@@ -295,7 +297,9 @@ mod tests {
         config.do_resize = false;
         config.crop_height = 1;
         let img = RgbImage::from_fn(7, 1, |x, _| Rgb([x as u8; 3]));
-        let hf = ImagePreprocessor::new(config.clone()).unwrap().preprocess(&img);
+        let hf = ImagePreprocessor::new(config.clone())
+            .unwrap()
+            .preprocess(&img);
         assert_eq!(&hf[..4], &[1.0, 2.0, 3.0, 4.0]);
         config.crop_rule = CropRule::Torchvision;
         let tv = ImagePreprocessor::new(config).unwrap().preprocess(&img);
@@ -307,7 +311,9 @@ mod tests {
         let mut config = PreprocessConfig::clip(5);
         config.do_resize = false;
         let img = RgbImage::from_pixel(2, 2, Rgb([255, 255, 255]));
-        let out = ImagePreprocessor::new(config.clone()).unwrap().preprocess(&img);
+        let out = ImagePreprocessor::new(config.clone())
+            .unwrap()
+            .preprocess(&img);
         let pad = (0.0 - OPENAI_MEAN[0]) / OPENAI_STD[0];
         let one = (1.0 - OPENAI_MEAN[0]) / OPENAI_STD[0];
         // Torch-backend rule: 3 missing -> 1 before, 2 after.
@@ -344,13 +350,17 @@ mod tests {
         let img = DynamicImage::ImageRgba8(img);
         let mut config = plain(4).with_reference(Reference::OpenClip);
         config.resize_engine = ResizeEngine::Pillow;
-        let out = ImagePreprocessor::new(config.clone()).unwrap().preprocess_image(&img);
+        let out = ImagePreprocessor::new(config.clone())
+            .unwrap()
+            .preprocess_image(&img);
         // Green never bleeds into the opaque side with premultiplied resizing.
         let green = &out[16..32];
         assert!(green[..2].iter().all(|&v| v == 0.0), "{green:?}");
         // Composited over white, the transparent side is white.
         config.alpha = AlphaHandling::CompositeWhite;
-        let out = ImagePreprocessor::new(config).unwrap().preprocess_image(&img);
+        let out = ImagePreprocessor::new(config)
+            .unwrap()
+            .preprocess_image(&img);
         assert_eq!(out[3], 255.0);
     }
 
@@ -370,7 +380,11 @@ mod tests {
         assert!(batch.image(2).is_none());
         let t = batch.to_tensor(&Device::flex());
         assert_eq!(t.dims(), [2, 3, 2, 2]);
-        let back: Vec<f32> = t.into_data().convert::<f32>().into_vec().unwrap();
+        let back: Vec<f32> = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_eq!(back, batch.data);
     }
 }
