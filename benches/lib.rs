@@ -172,10 +172,7 @@ pub fn device_reserved_mb(device: &Device) -> Option<f64> {
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// Where the summaries go: `$CARGO_TARGET_DIR/bench`, else `<workspace>/target/bench`.
@@ -254,7 +251,10 @@ impl Summary {
         let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
         let mut json = String::from("{\n");
         let _ = writeln!(json, "  \"device\": {},", json_string(&self.device));
-        let revision = self.git_revision.as_deref().map_or("null".to_owned(), json_string);
+        let revision = self
+            .git_revision
+            .as_deref()
+            .map_or("null".to_owned(), json_string);
         let _ = writeln!(json, "  \"git_revision\": {revision},");
         json.push_str("  \"dtype\": \"f32\",\n");
         let _ = writeln!(json, "  \"quick\": {},", self.quick);
@@ -278,7 +278,11 @@ impl Summary {
                 json_number(row.peak_gpu_mb),
             );
         }
-        json.push_str(if self.rows.is_empty() { "]\n}\n" } else { "\n  ]\n}\n" });
+        json.push_str(if self.rows.is_empty() {
+            "]\n}\n"
+        } else {
+            "\n  ]\n}\n"
+        });
         json
     }
 
@@ -287,7 +291,11 @@ impl Summary {
     pub fn write(&self, dir: &Path) -> io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("vl-{}.json", self.device));
-        let tmp = dir.join(format!(".vl-{}.json.{}.tmp", self.device, std::process::id()));
+        let tmp = dir.join(format!(
+            ".vl-{}.json.{}.tmp",
+            self.device,
+            std::process::id()
+        ));
         std::fs::write(&tmp, self.to_json())?;
         std::fs::rename(&tmp, &path).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);

@@ -12,9 +12,10 @@
 //! and items/s over every timed call, the peak RSS during them, and on a GPU the device memory
 //! Burn's allocator reserved. `benches/torch/compare.py` tables it against PyTorch.
 //!
-//! Defaults suit a 2-core CPU (ViT-B/16 at batch 32 takes ~10 s a call on flex): 10 flat samples,
-//! 2 s warm-up, 10 s measurement; criterion's command line (`-- --measurement-time 30`, a filter)
-//! overrides them. `VL_BENCH_QUICK=1` benches batch 8 only, one call per sample.
+//! Defaults suit a 2-core CPU (ViT-B/16 at batch 32 takes 10-20 s a call on flex there): 10 flat
+//! samples, 2 s warm-up, 10 s measurement; criterion's command line (`-- --measurement-time 30`,
+//! a filter) overrides them. `VL_BENCH_QUICK=1` benches batch 8 only, one call per sample; so does test mode
+//! (`cargo test --all-targets`, which runs each bench once).
 //!
 //! ```text
 //! VL_BENCH_DEVICE=flex cargo bench -p vl-bench --bench encoders
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use vl_bench::{Row, Summary};
 use vl_encoders::clip::{Clip, ClipConfig};
 
@@ -34,8 +35,9 @@ use vl_encoders::clip::{Clip, ClipConfig};
 const BATCHES: [usize; 2] = [8, 32];
 /// CLIP's context length.
 const SEQ_LENGTH: usize = 77;
-/// CLIP's `<|startoftext|>` and `<|endoftext|>` ids (the vocabulary has 49408 entries).
+/// CLIP's `<|startoftext|>` id.
 const BOS_ID: i64 = 49406;
+/// CLIP's `<|endoftext|>` id, the last of its 49408 ids.
 const EOS_ID: i64 = 49407;
 
 fn main() {
@@ -51,8 +53,15 @@ fn main() {
         .warm_up_time(warm_up)
         .measurement_time(measurement)
         .configure_from_args();
-    let measuring = is_measuring();
-    let batches = if quick { &BATCHES[..1] } else { &BATCHES[..] };
+    let mode = Mode::from_args();
+    let measuring = mode == Mode::Measure;
+    // `cargo test --all-targets` (CI) runs every bench once: batch 8 proves the harness at a
+    // quarter of the cost.
+    let batches = if quick || mode == Mode::Test {
+        &BATCHES[..1]
+    } else {
+        &BATCHES[..]
+    };
     let mut bencher = Encoders {
         device_name: &device_name,
         device: &device,
@@ -86,16 +95,35 @@ fn main() {
     }
 }
 
-/// Whether criterion will measure (`cargo bench`), rather than run each bench once (`--test`,
-/// `cargo test --benches`), list them or profile them; only a measuring run writes a summary.
-/// Mirrors criterion's own (private) choice in `Criterion::configure_from_args`.
-fn is_measuring() -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let has = |flag: &str| {
-        args.iter()
-            .any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")))
-    };
-    has("--bench") && !has("--test") && !has("--list") && !has("--profile-time")
+/// What criterion will do with the benches, as criterion decides it (privately) in
+/// `Criterion::configure_from_args`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `cargo bench`: measure, and write the summary.
+    Measure,
+    /// `cargo test --benches` or `cargo bench -- --test`: run each bench once.
+    Test,
+    /// `--list` or `--profile-time`: no summary.
+    Other,
+}
+
+impl Mode {
+    fn from_args() -> Mode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let has = |flag: &str| {
+            args.iter()
+                .any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")))
+        };
+        if has("--list") {
+            Mode::Other
+        } else if has("--test") || !has("--bench") {
+            Mode::Test
+        } else if has("--profile-time") {
+            Mode::Other
+        } else {
+            Mode::Measure
+        }
+    }
 }
 
 /// The state shared by the encoder benches of one run.
@@ -175,15 +203,19 @@ impl Encoders<'_> {
         };
         let mut warmed_up = false;
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::from_parameter(format!("b{batch}")), |bencher| {
+        let id = BenchmarkId::from_parameter(format!("b{batch}"));
+        group.bench_function(id, |bencher| {
+            if !warmed_up && self.measuring {
+                // Untimed, and outside `iter_custom` so that criterion's warm-up clock does not
+                // see it either: materialises the lazy weights and, on a GPU, compiles and
+                // autotunes the kernels. Memory counts from here on (after handing back what
+                // earlier benches left in the allocator's pools).
+                device.memory_cleanup();
+                vl_bench::time_synced(device, 1, &mut forward);
+                vl_bench::reset_peak_rss();
+            }
+            warmed_up = true;
             bencher.iter_custom(|iters| {
-                if !warmed_up && self.measuring {
-                    // Untimed: materialises the lazy weights and, on a GPU, compiles and
-                    // autotunes the kernels. Then count memory from here on.
-                    vl_bench::time_synced(device, 1, &mut forward);
-                    vl_bench::reset_peak_rss();
-                }
-                warmed_up = true;
                 let elapsed = vl_bench::time_synced(device, iters, &mut forward);
                 row.iters += iters;
                 row.elapsed += elapsed;

@@ -56,7 +56,7 @@ def table(ours, torch):
     quick = ", quick" if ours.get("quick") else ""
     lines = [
         f"vlkit `{ours.get('device', '?')}` ({ours.get('dtype', '?')}, "
-        f"{ours.get('threads', '?')} cores, git {rev[:10] if rev else 'unknown'}{quick}) vs "
+        f"{ours.get('threads', '?')} cores available, git {rev[:10] if rev else 'unknown'}{quick}) vs "
         f"PyTorch {torch.get('torch', '?')} `{torch.get('device', '?')}` ({torch.get('dtype', '?')}, "
         f"{torch.get('threads', '?')} threads, attn {torch.get('attn', '?')}); "
         "items/s = images or texts per second, memory = peak during the timed calls in MiB.",
@@ -107,7 +107,10 @@ def main():
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, out_path)
-    print(f"written to {os.path.relpath(out_path, ROOT)}", file=sys.stderr)
+    shown = os.path.abspath(out_path)
+    if shown.startswith(ROOT + os.sep):
+        shown = os.path.relpath(shown, ROOT)
+    print(f"written to {shown}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,12 @@ COMMANDS:
     vl [--device D] [--release|--debug] <SUBCOMMAND> [ARGS]...
         Build `vl` for device D and run `vl SUBCOMMAND ARGS...`.
     bench [--device D] [--torch] [-- CRITERION_ARGS...]
-        Run the criterion bench `encoders` of vl-bench on device D (VL_BENCH_DEVICE=D).
-        --torch: afterwards run the PyTorch baseline benches/torch/bench_encoders.py
-        (results in target/bench/torch.json); skipped with a warning if python3 or torch
-        is missing.
+        Run the criterion bench `encoders` of vl-bench on device D (VL_BENCH_DEVICE=D);
+        a summary goes to target/bench/vl-D.json. VL_BENCH_QUICK=1 runs batch 8 only.
+        --torch: afterwards run the PyTorch twin benches/torch/bench_encoders.py on the
+        same shapes (target/bench/torch.json), then benches/torch/compare.py, which prints
+        one table (ours, PyTorch, ratio, peak memory) and writes
+        target/bench/compare-D.md; skipped with a warning if python3 or torch is missing.
     ci
         What CI runs, stopping at the first failure: cargo fmt --check, cargo clippy
         -D warnings, then the test command. Green here means green in CI.
