@@ -55,6 +55,16 @@ fn reference_json(fixture: &str) -> Value {
         .unwrap()
 }
 
+/// The captions a fixture's `file_text_embeds` were computed from.
+fn captions(fixture: &str) -> Vec<String> {
+    reference_json(fixture)["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
 fn image_paths(fixture: &str) -> Vec<PathBuf> {
     reference_json(fixture)["images"]
         .as_array()
@@ -151,12 +161,7 @@ fn captions_through_our_tokenizer_match_transformers_text_embeddings() {
     let device = Device::flex();
     let fixture = "hf_quickgelu_p16";
     let (clip, _) = load_clip(encoder_fixture(fixture), &LoadOptions::default(), &device).unwrap();
-    let texts: Vec<String> = reference_json(fixture)["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    let texts = captions(fixture);
     let tokenizer = ClipTokenizer::from_dir(tokenizer_dir()).unwrap();
     let ids = tokenizer.encode_batch(&texts).unwrap();
     let (_, ref_ids) = reference(fixture, "file_input_ids");
@@ -216,12 +221,7 @@ fn embed_and_check(model: &str, env: &[(&str, &Path)]) {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("embeds.json");
     let images = image_paths(fixture);
-    let texts: Vec<String> = reference_json(fixture)["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    let texts = captions(fixture);
     let mut args = vec![
         "embed",
         "--model",
