@@ -155,4 +155,60 @@ pub enum Error {
         /// `[channels, height, width]` of this image.
         found: [usize; 3],
     },
+
+    /// A data-set file (split file, caption list) has an entry of the wrong shape or type.
+    #[error("{}: {location}: expected {expected}, found {found}", path.display())]
+    DataFormat {
+        /// The data-set file.
+        path: PathBuf,
+        /// Where in the file: a JSON path such as `train[3][1]`, or `line 4` (1-based).
+        location: String,
+        /// What should be there, e.g. `a non-negative integer label`.
+        expected: String,
+        /// What is there (shortened).
+        found: String,
+    },
+
+    /// A CoOp split file has no entry for the requested split.
+    #[error("{}: missing split `{split}`", path.display())]
+    MissingSplit {
+        /// The split file.
+        path: PathBuf,
+        /// The split that was asked for: `train`, `val` or `test`.
+        split: &'static str,
+    },
+
+    /// A data set has no items (an image folder without class folders or images, an empty list).
+    #[error("{} holds no {what}", path.display())]
+    EmptyDataset {
+        /// The folder or file.
+        path: PathBuf,
+        /// What was looked for, e.g. `class folders with images`.
+        what: &'static str,
+    },
+
+    /// An item index is past the end of a data set.
+    #[error("index {index} is out of range for a data set of {len} items")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The number of items.
+        len: usize,
+    },
+
+    /// An item's label is not among the classes a split or mapping knows.
+    #[error("label {label} is not one of the {n_known} known classes")]
+    UnknownLabel {
+        /// The label.
+        label: usize,
+        /// How many labels the mapping knows.
+        n_known: usize,
+    },
+
+    /// An output file exists and overwriting it was not allowed.
+    #[error("{} already exists; refusing to overwrite it", path.display())]
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
 }

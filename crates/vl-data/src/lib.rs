@@ -11,8 +11,17 @@
 //!   (a port of Pillow's resampler, and PyTorch's int16 variant), crop offsets and alpha
 //!   handling included — batched as [`PixelBatch`] → `Tensor<4>`.
 //!
-//! Later: datasets and samplers (Burn `Dataset` / `Batcher` impls), training-time augmentation,
-//! and the synthetic world used by the experiments.
+//! - **Data sets** ([`dataset`]): image folders, CoOp `split_zhou_*.json` splits and
+//!   image-caption lists as Burn `Dataset`s, a validation pass that reports (and optionally
+//!   skips) missing or unreadable images, decoding on the loader's workers, and the JSON
+//!   [`Manifest`] of the files a run used.
+//! - **Sampling** ([`sampling`]): seeded few-shot subsets (shortfalls reported) and CoOp's
+//!   base/novel class split.
+//! - **The synthetic world** ([`synthetic`]): a deterministic procedural generator of small
+//!   images with captions, classification tasks over its attributes and a held-out split of
+//!   shape-colour combinations.
+//!
+//! Later: a `Batcher` into pixel tensors and training-time augmentation.
 //!
 //! ```no_run
 //! use burn::prelude::Device;
@@ -34,13 +43,20 @@
 
 #![warn(missing_docs)]
 
+pub mod dataset;
 mod error;
 pub mod image;
 mod json;
 pub mod preprocess;
 mod resize;
+pub mod sampling;
+pub mod synthetic;
 pub mod tokenizer;
 
+pub use crate::dataset::{
+    BadImagePolicy, CaptionedImage, Captions, CoopSplit, ImageFolder, LabeledImage, Manifest,
+    Split, ValidateImages, ValidationReport,
+};
 pub use crate::error::{Error, Result};
 pub use crate::image::{AlphaHandling, decode_image, load_dynamic_image, load_image, to_rgb};
 pub use crate::preprocess::{
@@ -48,4 +64,5 @@ pub use crate::preprocess::{
     Reference, ResizeMode,
 };
 pub use crate::resize::{Resample, ResizeEngine};
+pub use crate::sampling::{BaseNovel, FewShot, base_novel_split, few_shot};
 pub use crate::tokenizer::{ClipTokenizer, Padding, TokenBatch};

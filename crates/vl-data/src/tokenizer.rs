@@ -198,15 +198,18 @@ impl ClipTokenizer {
             _ => Padding::EndOfText,
         };
         let vocab_size = vocab.size;
-        let mut inner = Tokenizer::from_str(&doc.to_string()).map_err(|source| Error::TokenizerLoad {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let mut inner =
+            Tokenizer::from_str(&doc.to_string()).map_err(|source| Error::TokenizerLoad {
+                path: path.to_path_buf(),
+                source,
+            })?;
         // The file's own truncation and padding settings are not ours to apply (see module docs).
-        inner.with_truncation(None).map_err(|source| Error::TokenizerLoad {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        inner
+            .with_truncation(None)
+            .map_err(|source| Error::TokenizerLoad {
+                path: path.to_path_buf(),
+                source,
+            })?;
         inner.with_padding(None);
         Ok(Self {
             inner,

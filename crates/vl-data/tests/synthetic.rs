@@ -1,0 +1,417 @@
+//! Behaviour of the synthetic world: determinism, captions that agree with the drawn pixels,
+//! held-out combinations kept out of pretraining, task labels and the image-folder writer.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use vl_data::synthetic::{
+    Background, ObjectSpec, Relation, Shape, Split, SyntheticSample, SyntheticWorld,
+    SyntheticWorldConfig, Task,
+};
+
+fn world() -> SyntheticWorld {
+    SyntheticWorld::new(SyntheticWorldConfig::default()).expect("default config is valid")
+}
+
+fn world_with_seed(seed: u64) -> SyntheticWorld {
+    SyntheticWorld::new(SyntheticWorldConfig {
+        seed,
+        ..SyntheticWorldConfig::default()
+    })
+    .expect("valid config")
+}
+
+fn same(a: &SyntheticSample, b: &SyntheticSample) -> bool {
+    a.image == b.image && a.caption == b.caption && a.objects == b.objects
+}
+
+#[test]
+fn same_seed_and_index_give_identical_samples() {
+    let (a, b) = (world(), world());
+    for split in [Split::Pretrain, Split::Eval, Split::HeldOut] {
+        for index in [0, 1, 17, 1_000_000_007] {
+            assert!(same(&a.sample_in(split, index), &b.sample_in(split, index)));
+        }
+    }
+}
+
+#[test]
+fn sampling_an_index_alone_equals_sampling_it_after_others() {
+    let world = world();
+    let alone = world.sample(25);
+    for index in 0..25 {
+        let _ = world.sample(index);
+    }
+    assert!(same(&alone, &world.sample(25)));
+}
+
+#[test]
+fn different_seeds_and_splits_give_different_images() {
+    let (a, b) = (world_with_seed(0), world_with_seed(1));
+    let differing = (0..50)
+        .filter(|&i| a.sample(i).image != b.sample(i).image)
+        .count();
+    assert_eq!(differing, 50);
+    let eval_differs = (0..50)
+        .filter(|&i| a.sample_in(Split::Pretrain, i).image != a.sample_in(Split::Eval, i).image)
+        .count();
+    assert_eq!(eval_differs, 50);
+}
+
+#[test]
+fn eval_backgrounds_have_odd_greys_and_pretrain_even() {
+    let world = world();
+    for index in 0..100 {
+        for (split, parity) in [(Split::Pretrain, 0), (Split::Eval, 1)] {
+            let sample = world.sample_in(split, index);
+            // A pixel far from every object box is pure background.
+            let background = sample.image.enumerate_pixels().find(|(x, y, _)| {
+                sample.objects.iter().all(|o| {
+                    let [x0, y0, x1, y1] = o.bbox;
+                    *x + 1 < x0 || *x > x1 || *y + 1 < y0 || *y > y1
+                })
+            });
+            let (_, _, pixel) = background.expect("objects never cover the whole image");
+            assert_eq!(pixel.0[0] % 2, parity, "{split:?} {index}");
+        }
+    }
+}
+
+/// Extracts, in order, the words of `vocabulary` found in `caption`.
+fn words_in<'a>(caption: &str, vocabulary: &[&'a str]) -> Vec<&'a str> {
+    caption
+        .split(' ')
+        .filter_map(|w| vocabulary.iter().find(|v| **v == w).copied())
+        .collect()
+}
+
+#[test]
+fn captions_name_what_is_drawn() {
+    let world = world();
+    let config = world.config();
+    let shapes: Vec<&str> = config.shapes.iter().map(|s| s.name()).collect();
+    let colours: Vec<&str> = config.colours.iter().map(|c| c.name.as_str()).collect();
+    let sizes: Vec<&str> = config.sizes.iter().map(|s| s.name.as_str()).collect();
+    let backgrounds: Vec<&str> = Background::ALL.iter().map(|b| b.name()).collect();
+    for split in [Split::Pretrain, Split::HeldOut] {
+        for index in 0..500 {
+            let sample = world.sample_in(split, index);
+            let caption = &sample.caption;
+            let objects = &sample.objects;
+            let drawn: Vec<(&str, &str)> = objects
+                .iter()
+                .map(|o: &ObjectSpec| (o.shape.name(), o.colour.as_str()))
+                .collect();
+            let named: Vec<_> = words_in(caption, &shapes)
+                .into_iter()
+                .zip(words_in(caption, &colours))
+                .collect();
+            assert_eq!(named, drawn, "{caption}");
+            // Size words, where present, belong to the object they precede.
+            let words: Vec<&str> = caption.split(' ').collect();
+            for (i, word) in words.iter().enumerate() {
+                if sizes.contains(word) {
+                    let object = objects
+                        .iter()
+                        .find(|o| o.colour == words[i + 1] && o.shape.name() == words[i + 2])
+                        .unwrap_or_else(|| panic!("size word without object in {caption}"));
+                    assert_eq!(object.size, *word, "{caption}");
+                }
+            }
+            let named_background = words_in(caption, &backgrounds);
+            assert!(
+                named_background.is_empty() || named_background == [sample.background.name()],
+                "{caption}"
+            );
+            match sample.relation {
+                None => assert_eq!(objects.len(), 1),
+                Some(relation) => {
+                    assert!(
+                        caption.contains(&format!(" {} ", relation.phrase())),
+                        "{caption}"
+                    );
+                    let ([ax0, ay0, ax1, ay1], [bx0, by0, bx1, by1]) =
+                        (objects[0].bbox, objects[1].bbox);
+                    let holds = match relation {
+                        Relation::LeftOf => ax1 <= bx0 + 1,
+                        Relation::RightOf => bx1 <= ax0 + 1,
+                        Relation::Above => ay1 <= by0 + 1,
+                        Relation::Below => by1 <= ay0 + 1,
+                    };
+                    assert!(
+                        holds,
+                        "{caption}: {:?} vs {:?}",
+                        objects[0].bbox, objects[1].bbox
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn objects_are_painted_in_their_named_colour() {
+    let world = world();
+    for index in 0..300 {
+        let sample = world.sample(index);
+        for object in &sample.objects {
+            let [x0, y0, x1, y1] = object.bbox;
+            let mut exact = 0;
+            let (mut sum, mut count) = ([0f64; 3], 0);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let pixel = sample.image.get_pixel(x, y).0;
+                    exact += usize::from(pixel == object.rgb);
+                    if object.contains(x as f32 + 0.5, y as f32 + 0.5) {
+                        for (total, &value) in sum.iter_mut().zip(&pixel) {
+                            *total += f64::from(value);
+                        }
+                        count += 1;
+                    }
+                }
+            }
+            assert!(exact >= 10, "{}: only {exact} exact pixels", sample.caption);
+            assert!(count > 0);
+            for (c, (&total, &target)) in sum.iter().zip(&object.rgb).enumerate() {
+                let mean = total / count as f64;
+                let diff = (mean - f64::from(target)).abs();
+                assert!(diff < 20.0, "{}: channel {c} mean {mean}", sample.caption);
+            }
+        }
+    }
+}
+
+#[test]
+fn pretraining_never_shows_a_held_out_combination() {
+    let world = world();
+    let mut shapes = HashSet::new();
+    let mut colours = HashSet::new();
+    for split in [Split::Pretrain, Split::Eval] {
+        for index in 0..2000 {
+            for object in world.sample_in(split, index).objects {
+                assert!(
+                    !world.is_held_out(object.shape, &object.colour),
+                    "{split:?} {index}"
+                );
+                shapes.insert(object.shape);
+                colours.insert(object.colour);
+            }
+        }
+    }
+    assert_eq!(shapes.len(), world.config().shapes.len());
+    assert_eq!(colours.len(), world.config().colours.len());
+}
+
+#[test]
+fn held_out_images_all_contain_a_held_out_combination() {
+    let world = world();
+    for index in 0..1000 {
+        let sample = world.sample_in(Split::HeldOut, index);
+        assert!(
+            sample
+                .objects
+                .iter()
+                .any(|o| world.is_held_out(o.shape, &o.colour)),
+            "{index}"
+        );
+    }
+}
+
+#[test]
+fn default_held_out_pairs_leave_every_shape_and_colour_seven_partners() {
+    let config = SyntheticWorldConfig::default();
+    assert_eq!(config.held_out.len(), 8);
+    for shape in Shape::DEFAULT {
+        assert_eq!(
+            config.held_out.iter().filter(|p| p.shape == shape).count(),
+            1
+        );
+    }
+    for colour in &config.colours {
+        assert_eq!(
+            config
+                .held_out
+                .iter()
+                .filter(|p| p.colour == colour.name)
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn class_names_are_unique_and_labels_in_range() {
+    let world = world();
+    for task in [
+        Task::Shape,
+        Task::Colour,
+        Task::ShapeColour,
+        Task::Size,
+        Task::Background,
+    ] {
+        let names = world.class_names(task);
+        let unique: HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{task:?}");
+        for split in [Split::Pretrain, Split::HeldOut] {
+            let set = world
+                .classification_set(task, split, 200)
+                .expect("labelled set");
+            assert_eq!(set.len(), 200);
+            for &(index, label) in &set {
+                assert!(label < names.len());
+                let sample = world.sample_in(split, index);
+                assert_eq!(world.label(task, &sample), Some(label));
+                if task == Task::ShapeColour {
+                    assert!(sample.caption.contains(&names[label]), "{}", sample.caption);
+                }
+            }
+        }
+        let descriptions = world.class_descriptions(task);
+        let map = descriptions.as_object().expect("an object");
+        assert_eq!(map.len(), names.len());
+        for name in &names {
+            let sentences = map[name].as_array().expect("a list");
+            assert!(sentences.len() >= 2);
+            for sentence in sentences {
+                let sentence = sentence.as_str().expect("a string");
+                assert!(name.split(' ').all(|w| sentence.contains(w)), "{sentence}");
+            }
+        }
+    }
+    assert_eq!(world.class_names(Task::ShapeColour).len(), 64);
+    assert_eq!(world.class_names(Task::ShapeColour)[0], "red circle");
+}
+
+#[test]
+fn two_object_images_have_no_object_label() {
+    let world = world();
+    let sample = (0..)
+        .map(|i| world.sample(i))
+        .find(|s| s.objects.len() == 2)
+        .expect("two-object images exist");
+    assert_eq!(world.label(Task::Shape, &sample), None);
+    assert!(world.label(Task::Background, &sample).is_some());
+}
+
+#[test]
+fn object_tasks_need_one_object_images() {
+    let config = SyntheticWorldConfig {
+        min_objects: 2,
+        ..SyntheticWorldConfig::default()
+    };
+    let world = SyntheticWorld::new(config).expect("valid config");
+    assert!(
+        world
+            .classification_set(Task::Shape, Split::Pretrain, 1)
+            .is_err()
+    );
+    assert_eq!(
+        world
+            .classification_set(Task::Background, Split::Pretrain, 3)
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let bad = [
+        SyntheticWorldConfig {
+            image_size: 4,
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            max_objects: 3,
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            shapes: vec![],
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            held_out: vec![],
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            shapes: vec![Shape::Star, Shape::Star],
+            ..Default::default()
+        },
+    ];
+    for config in bad {
+        assert!(SyntheticWorld::new(config).is_err());
+    }
+}
+
+#[test]
+fn config_round_trips_through_json_and_fills_defaults() {
+    let config = SyntheticWorldConfig::default();
+    let json = serde_json::to_string(&config).unwrap();
+    let back: SyntheticWorldConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, config);
+    let partial: SyntheticWorldConfig = serde_json::from_str(r#"{"image_size": 32}"#).unwrap();
+    assert_eq!(partial.image_size, 32);
+    assert_eq!(partial.shapes, config.shapes);
+    assert!(serde_json::from_str::<SyntheticWorldConfig>(r#"{"imag_size": 32}"#).is_err());
+}
+
+#[test]
+fn image_folder_has_expected_counts_and_is_never_overwritten() {
+    let world = world();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("shapes");
+    let summary = world
+        .write_image_folder(&dir, Task::Shape, Split::Eval, 40)
+        .unwrap();
+    assert_eq!(summary.items.len(), 40);
+    let mut total = 0;
+    for (label, class) in summary.class_names.iter().enumerate() {
+        let files = std::fs::read_dir(dir.join(class)).unwrap().count();
+        let expected = summary.items.iter().filter(|(_, l)| *l == label).count();
+        assert_eq!(files, expected, "{class}");
+        total += files;
+    }
+    assert_eq!(total, 40);
+    let captions = std::fs::read_to_string(dir.join("captions.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = captions
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 40);
+    for line in &lines {
+        let path = line["path"].as_str().unwrap();
+        let image = image::open(dir.join(path)).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), (48, 48));
+        assert!(line["caption"].as_str().is_some());
+    }
+    // The first line is the first item, and its image decodes to the generated pixels.
+    let (index, _) = summary.items[0];
+    let first = image::open(dir.join(lines[0]["path"].as_str().unwrap()))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(first, world.sample_in(Split::Eval, index).image);
+
+    let error = world
+        .write_image_folder(&dir, Task::Shape, Split::Eval, 5)
+        .unwrap_err();
+    assert!(error.to_string().contains("shapes"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("captions.jsonl")).unwrap(),
+        captions
+    );
+    // No temporary folder is left behind.
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn generation_speed_is_reported() {
+    let world = world();
+    let n = 2000;
+    let start = Instant::now();
+    let mut checksum = 0u64;
+    for index in 0..n {
+        checksum += u64::from(world.sample(index).image.get_pixel(0, 0).0[0]);
+    }
+    let per_second = n as f64 / start.elapsed().as_secs_f64();
+    println!("synthetic world: {per_second:.0} images/s (48x48, this build profile; {checksum})");
+}
