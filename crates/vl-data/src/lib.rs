@@ -21,7 +21,10 @@
 //!   images with captions, classification tasks over its attributes and a held-out split of
 //!   shape-colour combinations.
 //!
-//! Later: a `Batcher` into pixel tensors and training-time augmentation.
+//! - **Augmentation** ([`augment`]): seeded random resized crop, flip, colour jitter and
+//!   greyscale, with weak/strong view pairs for pseudo-labelling methods.
+//!
+//! Later: a `Batcher` into pixel tensors.
 //!
 //! ```no_run
 //! use burn::prelude::Device;
@@ -43,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod dataset;
 mod error;
 pub mod image;

@@ -30,7 +30,7 @@
 mod config;
 mod folder;
 mod render;
-mod rng;
+pub(crate) mod rng;
 mod task;
 mod world;
 
