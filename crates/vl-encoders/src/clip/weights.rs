@@ -389,15 +389,15 @@ impl TensorFiles {
     }
 }
 
-/// Reads tensors by Hugging Face name from either layout and turns them into parameters.
-struct Reader<'a> {
+/// Where each Hugging Face tensor lives in the files and what shape it has there: everything
+/// about a checkpoint that needs no device (architecture inference reads only this).
+#[derive(Clone, Copy)]
+struct Layout<'a> {
     files: &'a TensorFiles,
     format: CheckpointFormat,
-    device: &'a Device,
-    dtype: Option<FloatDType>,
 }
 
-impl Reader<'_> {
+impl Layout<'_> {
     /// The tensor's name in the file and the transform to apply.
     fn locate(&self, hf_name: &str) -> (String, Transform) {
         match self.format {
@@ -423,9 +423,101 @@ impl Reader<'_> {
         })
     }
 
+    /// Counts layers `0..n` present under a tower prefix.
+    fn count_layers(&self, hf_prefix: &str) -> usize {
+        (0..)
+            .take_while(|i| {
+                self.hf_shape(&format!("{hf_prefix}.layers.{i}.self_attn.q_proj.weight"))
+                    .is_some()
+            })
+            .count()
+    }
+
+    /// Infers the architecture from tensor shapes, as OpenAI's `build_model` does
+    /// (heads = width / 64; the image is square).
+    fn infer_config(&self, activation: ClipActivation) -> Result<ClipConfig> {
+        let path = self.files.path().to_path_buf();
+        let need = |name: &str, rank: usize| -> Result<Vec<usize>> {
+            let (key, _) = self.locate(name);
+            match self.hf_shape(name) {
+                Some(s) if s.len() == rank => Ok(s),
+                Some(s) => Err(Error::Architecture {
+                    path: path.clone(),
+                    reason: format!("tensor `{key}` has shape {s:?}, expected rank {rank}"),
+                }),
+                None => Err(Error::MissingTensor {
+                    path: path.clone(),
+                    key,
+                    expected: vec![],
+                }),
+            }
+        };
+        let arch = |reason: String| Error::Architecture {
+            path: path.clone(),
+            reason,
+        };
+        let conv = need("vision_model.embeddings.patch_embedding.weight", 4)?;
+        let (width, channels, patch) = (conv[0], conv[1], conv[2]);
+        let n_positions = need("vision_model.embeddings.position_embedding.weight", 2)?[0];
+        let grid = ((n_positions.saturating_sub(1)) as f64).sqrt().round() as usize;
+        if grid * grid + 1 != n_positions {
+            return Err(arch(format!(
+                "{n_positions} vision positions is not a square grid plus a class token; \
+                 add an open_clip_config.json giving vision_cfg.image_size"
+            )));
+        }
+        let v_layers = self.count_layers("vision_model.encoder");
+        let v_ff = need("vision_model.encoder.layers.0.mlp.fc1.weight", 2)?[0];
+        let tok = need("text_model.embeddings.token_embedding.weight", 2)?;
+        let context = need("text_model.embeddings.position_embedding.weight", 2)?[0];
+        let t_width = need("text_model.final_layer_norm.weight", 1)?[0];
+        let t_ff = need("text_model.encoder.layers.0.mlp.fc1.weight", 2)?[0];
+        let projection = need("text_projection.weight", 2)?[0];
+        for (tower, w) in [("vision", width), ("text", t_width)] {
+            if w % 64 != 0 {
+                return Err(arch(format!(
+                    "{tower} width {w} is not a multiple of 64, so the head count cannot be \
+                     inferred; add a config file"
+                )));
+            }
+        }
+        let mut vision =
+            ClipVisionConfig::new(width, v_ff, width / 64, v_layers, [grid * patch; 2], patch)
+                .with_activation(activation);
+        vision.n_channels = channels;
+        let text = ClipTextConfig::new(
+            tok[0],
+            t_width,
+            t_ff,
+            t_width / 64,
+            self.count_layers("text_model.encoder"),
+            context,
+            TextPooling::ArgmaxId,
+        )
+        .with_activation(activation);
+        Ok(ClipConfig::new(vision, text, projection))
+    }
+}
+
+/// Reads tensors by Hugging Face name from either layout and turns them into parameters.
+struct Reader<'a> {
+    files: &'a TensorFiles,
+    format: CheckpointFormat,
+    device: &'a Device,
+    dtype: Option<FloatDType>,
+}
+
+impl Reader<'_> {
+    fn layout(&self) -> Layout<'_> {
+        Layout {
+            files: self.files,
+            format: self.format,
+        }
+    }
+
     /// Values of `hf_name` in the Hugging Face layout, checked against `expected`.
     fn values(&self, hf_name: &str, expected: &[usize]) -> Result<Vec<f32>> {
-        let (key, transform) = self.locate(hf_name);
+        let (key, transform) = self.layout().locate(hf_name);
         let path = self.files.file_of(&key);
         let (shape, data) = self.files.f32(&key).ok_or_else(|| Error::MissingTensor {
             path: path.clone(),
@@ -546,81 +638,6 @@ impl Reader<'_> {
         model.logit_scale = self.param("logit_scale", [1])?;
         Ok(())
     }
-
-    /// Counts layers `0..n` present under a tower prefix.
-    fn count_layers(&self, hf_prefix: &str) -> usize {
-        (0..)
-            .take_while(|i| {
-                self.hf_shape(&format!("{hf_prefix}.layers.{i}.self_attn.q_proj.weight"))
-                    .is_some()
-            })
-            .count()
-    }
-
-    /// Infers the architecture from tensor shapes, as OpenAI's `build_model` does
-    /// (heads = width / 64; the image is square).
-    fn infer_config(&self, activation: ClipActivation) -> Result<ClipConfig> {
-        let path = self.files.path().to_path_buf();
-        let need = |name: &str, rank: usize| -> Result<Vec<usize>> {
-            let (key, _) = self.locate(name);
-            match self.hf_shape(name) {
-                Some(s) if s.len() == rank => Ok(s),
-                Some(s) => Err(Error::Architecture {
-                    path: path.clone(),
-                    reason: format!("tensor `{key}` has shape {s:?}, expected rank {rank}"),
-                }),
-                None => Err(Error::MissingTensor {
-                    path: path.clone(),
-                    key,
-                    expected: vec![],
-                }),
-            }
-        };
-        let arch = |reason: String| Error::Architecture {
-            path: path.clone(),
-            reason,
-        };
-        let conv = need("vision_model.embeddings.patch_embedding.weight", 4)?;
-        let (width, channels, patch) = (conv[0], conv[1], conv[2]);
-        let n_positions = need("vision_model.embeddings.position_embedding.weight", 2)?[0];
-        let grid = ((n_positions.saturating_sub(1)) as f64).sqrt().round() as usize;
-        if grid * grid + 1 != n_positions {
-            return Err(arch(format!(
-                "{n_positions} vision positions is not a square grid plus a class token; \
-                 add an open_clip_config.json giving vision_cfg.image_size"
-            )));
-        }
-        let v_layers = self.count_layers("vision_model.encoder");
-        let v_ff = need("vision_model.encoder.layers.0.mlp.fc1.weight", 2)?[0];
-        let tok = need("text_model.embeddings.token_embedding.weight", 2)?;
-        let context = need("text_model.embeddings.position_embedding.weight", 2)?[0];
-        let t_width = need("text_model.final_layer_norm.weight", 1)?[0];
-        let t_ff = need("text_model.encoder.layers.0.mlp.fc1.weight", 2)?[0];
-        let projection = need("text_projection.weight", 2)?[0];
-        for (tower, w) in [("vision", width), ("text", t_width)] {
-            if w % 64 != 0 {
-                return Err(arch(format!(
-                    "{tower} width {w} is not a multiple of 64, so the head count cannot be \
-                     inferred; add a config file"
-                )));
-            }
-        }
-        let mut vision =
-            ClipVisionConfig::new(width, v_ff, width / 64, v_layers, [grid * patch; 2], patch)
-                .with_activation(activation);
-        vision.n_channels = channels;
-        let text = ClipTextConfig::new(
-            tok[0],
-            t_width,
-            t_ff,
-            t_width / 64,
-            self.count_layers("text_model.encoder"),
-            context,
-            TextPooling::ArgmaxId,
-        )
-        .with_activation(activation);
-        Ok(ClipConfig::new(vision, text, projection))
-    }
 }
 
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -658,14 +675,7 @@ pub fn infer_config(
     format: CheckpointFormat,
     activation: ClipActivation,
 ) -> Result<ClipConfig> {
-    let device = Device::default();
-    let reader = Reader {
-        files,
-        format,
-        device: &device,
-        dtype: None,
-    };
-    reader.infer_config(activation)
+    Layout { files, format }.infer_config(activation)
 }
 
 /// The files of a checkpoint found at `path` (a directory, or a `.safetensors` file).
