@@ -23,6 +23,14 @@ COMMANDS:
     embed [--device D] [--release|--debug] [ARGS]...
         Build `vl` for device D and run `vl embed ARGS...`, e.g.
         cargo xtask embed --model DIR --image a.png --text 'a cat' --out out.json
+    demo [--device D] [--release|--debug] [ARGS]...
+        The out-of-the-box run: pretrain the tiny CLIP of experiments/pretrain-tiny.toml
+        on the synthetic world into runs/pretrain-tiny (or reuse a finished run there), then
+        load it as a Hugging Face checkpoint and classify held-out images zero-shot.
+    pretrain [--device D] [--release|--debug] [ARGS]...
+        `vl pretrain ARGS...`: train a CLIP from scratch on the synthetic world
+        [--config experiments/pretrain-tiny.toml] [--out runs/pretrain-tiny] [--resume]
+        [--force] [--seed N] [--stop-after-epochs N].
     vl [--device D] [--release|--debug] <SUBCOMMAND> [ARGS]...
         Build `vl` for device D and run `vl SUBCOMMAND ARGS...`.
     bench [--device D] [--torch] [-- CRITERION_ARGS...]
@@ -48,7 +56,7 @@ OPTIONS:
         Burn backend: cargo `--no-default-features --features <D>` on vl-cli or vl-bench
         [default: flex].
     --release, --debug
-        Cargo profile of `vl` for embed and vl [default: --release; the model code is very
+        Cargo profile of `vl` for embed, pretrain, demo and vl [default: --release; the model code is very
         slow unoptimised]. bench always uses cargo's optimised bench profile.
 ";
 
@@ -56,7 +64,7 @@ OPTIONS:
 #[derive(Debug, PartialEq)]
 pub(crate) enum Xtask {
     Help,
-    /// `embed` and `vl`; `embed ARGS` is `vl embed ARGS`.
+    /// `embed`, `pretrain`, `demo` and `vl`; `embed ARGS` is `vl embed ARGS`, and so on.
     Vl(Vl),
     Bench(Bench),
     Ci(Ci),
@@ -129,6 +137,8 @@ impl Xtask {
         let xtask = match command.as_str() {
             "help" | "-h" | "--help" => Xtask::Help,
             "embed" => Xtask::Vl(Vl::parse(Some("embed"), args)?),
+            "pretrain" => Xtask::Vl(Vl::parse(Some("pretrain"), args)?),
+            "demo" => Xtask::Vl(Vl::parse(Some("demo"), args)?),
             "vl" => Xtask::Vl(Vl::parse(None, args)?),
             "bench" => Xtask::Bench(Bench::parse(args)?),
             "ci" => no_args("ci", args, Xtask::Ci(Ci))?,
@@ -299,6 +309,26 @@ mod tests {
                 backend: Backend::Cuda,
                 profile: Profile::Debug,
                 args: strings(&["embed", "--model", "m", "--text", "a cat", "--device", "x"]),
+            }),
+        );
+    }
+
+    #[test]
+    fn demo_and_pretrain_run_their_vl_subcommand() {
+        check(
+            &["demo"],
+            Xtask::Vl(Vl {
+                backend: Backend::Flex,
+                profile: Profile::Release,
+                args: strings(&["demo"]),
+            }),
+        );
+        check(
+            &["pretrain", "--resume", "--device", "cuda"],
+            Xtask::Vl(Vl {
+                backend: Backend::Cuda,
+                profile: Profile::Release,
+                args: strings(&["pretrain", "--resume"]),
             }),
         );
     }

@@ -1,11 +1,13 @@
-//! `vl`, the vlkit command line. Today it has `embed`: image and text embeddings (and CLIP
-//! logits) from any CLIP checkpoint — a local Hugging Face or open_clip directory, a bare
-//! `.safetensors` file, or a Hugging Face hub id resolved through the local hub cache.
-//! `cargo xtask embed ...` builds and runs it with the chosen backend feature.
+//! `vl`, the vlkit command line: `embed` (image and text embeddings and CLIP logits from any CLIP
+//! checkpoint — a local Hugging Face or open_clip directory, a bare `.safetensors` file, or a
+//! Hugging Face hub id resolved through the local hub cache), `pretrain` (a CLIP from scratch on
+//! the synthetic world) and `demo` (pretrain or reuse the tiny model, then classify zero-shot).
+//! `cargo xtask embed|pretrain|demo ...` builds and runs it with the chosen backend feature.
 
 mod device;
 mod embed;
 mod hub;
+mod pretrain;
 
 use std::process::ExitCode;
 
@@ -23,12 +25,18 @@ struct Cli {
 enum Command {
     /// Embed images and captions with a CLIP checkpoint and write JSON.
     Embed(embed::EmbedArgs),
+    /// Pretrain a CLIP from scratch on the synthetic world (or resume a run).
+    Pretrain(pretrain::PretrainArgs),
+    /// Pretrain the tiny model (or reuse a finished run) and show zero-shot results.
+    Demo(pretrain::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Embed(args) => embed::run(&args),
+        Command::Pretrain(args) => pretrain::run_pretrain(&args),
+        Command::Demo(args) => pretrain::run_demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,6 +65,44 @@ pub enum Error {
         source: tokenizers::Error,
     },
 
+    /// Decoding token ids back to text failed inside the `tokenizers` crate.
+    #[error("cannot decode {n_ids} token ids")]
+    Decode {
+        /// How many ids were given.
+        n_ids: usize,
+        /// The `tokenizers` crate's error.
+        #[source]
+        source: tokenizers::Error,
+    },
+
+    /// A token id is not in the tokenizer's vocabulary.
+    #[error("token id {id} is not in the vocabulary (expected 0..{vocab_size})")]
+    UnknownTokenId {
+        /// The id.
+        id: i64,
+        /// The vocabulary size.
+        vocab_size: usize,
+    },
+
+    /// Training a BPE tokenizer failed inside the `tokenizers` crate (reading the texts,
+    /// normalising, pre-tokenizing or assembling the trained model).
+    #[error("cannot train the BPE tokenizer")]
+    TokenizerTrain {
+        /// The `tokenizers` crate's error.
+        #[source]
+        source: tokenizers::Error,
+    },
+
+    /// A tokenizer could not be serialized to its `tokenizer.json` text.
+    #[error("cannot serialize the tokenizer for {}", path.display())]
+    TokenizerSave {
+        /// The file it was to be written to.
+        path: PathBuf,
+        /// The `tokenizers` crate's error.
+        #[source]
+        source: tokenizers::Error,
+    },
+
     /// A numeric setting is outside the range it must be in.
     #[error("invalid {setting}: expected {expected}, found {found}")]
     InvalidSetting {

@@ -23,8 +23,12 @@
 //!
 //! - **Augmentation** ([`augment`]): seeded random resized crop, flip, colour jitter and
 //!   greyscale, with weak/strong view pairs for pseudo-labelling methods.
-//!
-//! Later: a `Batcher` into pixel tensors.
+//! - **Batchers** ([`batcher`]): Burn `Batcher`s ([`ImageBatcher`], [`CaptionBatcher`]) that
+//!   augment (seeded per run seed, epoch and item), preprocess and stack decoded items into
+//!   tensors on the data loader's workers.
+//! - **Tokenizer training** ([`tokenizer_train`]): a CLIP-shaped byte-level BPE tokenizer
+//!   trained on a corpus ([`train_clip_tokenizer`]) and saved as a `tokenizer.json`
+//!   ([`save_tokenizer`]) that [`ClipTokenizer`] and transformers' `CLIPTokenizerFast` load.
 //!
 //! ```no_run
 //! use burn::prelude::Device;
@@ -46,7 +50,9 @@
 
 #![warn(missing_docs)]
 
+mod atomic;
 pub mod augment;
+pub mod batcher;
 pub mod dataset;
 mod error;
 pub mod image;
@@ -56,7 +62,10 @@ mod resize;
 pub mod sampling;
 pub mod synthetic;
 pub mod tokenizer;
+pub mod tokenizer_train;
 
+pub use crate::atomic::Overwrite;
+pub use crate::batcher::{CaptionBatch, CaptionBatcher, ImageBatch, ImageBatcher, SharedEpoch};
 pub use crate::dataset::{
     BadImagePolicy, CaptionedImage, Captions, CoopSplit, ImageFolder, LabeledImage, Manifest,
     Split, ValidateImages, ValidationReport,
@@ -70,3 +79,4 @@ pub use crate::preprocess::{
 pub use crate::resize::{Resample, ResizeEngine};
 pub use crate::sampling::{BaseNovel, FewShot, base_novel_split, few_shot};
 pub use crate::tokenizer::{ClipTokenizer, Padding, TokenBatch};
+pub use crate::tokenizer_train::{TokenizerTrainConfig, save_tokenizer, train_clip_tokenizer};

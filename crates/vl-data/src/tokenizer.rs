@@ -25,7 +25,7 @@ use burn::prelude::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 use std::str::FromStr;
 
-use tokenizers::Tokenizer;
+use tokenizers::{ModelWrapper, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -64,6 +64,8 @@ pub struct ClipTokenizer {
     vocab_size: usize,
     context_length: usize,
     padding: Padding,
+    /// The BPE model's end-of-word suffix (`</w>` for CLIP), replaced by a space when decoding.
+    end_of_word_suffix: Option<String>,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -198,12 +200,55 @@ impl ClipTokenizer {
             _ => Padding::EndOfText,
         };
         let vocab_size = vocab.size;
-        let mut inner =
+        let inner =
             Tokenizer::from_str(&doc.to_string()).map_err(|source| Error::TokenizerLoad {
                 path: path.to_path_buf(),
                 source,
             })?;
-        // The file's own truncation and padding settings are not ours to apply (see module docs).
+        Self::from_parts(inner, path, sot_id, eot_id, vocab_size, padding)
+    }
+
+    /// Wraps an in-memory tokenizer, such as one from [`crate::train_clip_tokenizer`], with the
+    /// defaults of [`Self::from_file`]: special tokens `<|startoftext|>` / `<|endoftext|>`
+    /// (errors name the file as `<memory>`), context length 77, [`Padding::EndOfText`]. The
+    /// tokenizer's own truncation and padding settings are dropped, as for files.
+    pub fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
+        let origin = Path::new("<memory>");
+        let id = |role: &'static str, token: &str| {
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| Error::MissingSpecialToken {
+                    path: origin.to_path_buf(),
+                    role,
+                    token: token.to_owned(),
+                })
+        };
+        let sot_id = id("start-of-text", START_OF_TEXT)?;
+        let eot_id = id("end-of-text", END_OF_TEXT)?;
+        let vocab_size = tokenizer
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&max| max as usize + 1);
+        Self::from_parts(
+            tokenizer,
+            origin,
+            sot_id,
+            eot_id,
+            vocab_size,
+            Padding::EndOfText,
+        )
+    }
+
+    /// Drops the tokenizer's own truncation and padding (see module docs) and assembles `Self`.
+    fn from_parts(
+        mut inner: Tokenizer,
+        path: &Path,
+        sot_id: u32,
+        eot_id: u32,
+        vocab_size: usize,
+        padding: Padding,
+    ) -> Result<Self> {
         inner
             .with_truncation(None)
             .map_err(|source| Error::TokenizerLoad {
@@ -211,6 +256,10 @@ impl ClipTokenizer {
                 source,
             })?;
         inner.with_padding(None);
+        let end_of_word_suffix = match inner.get_model() {
+            ModelWrapper::BPE(bpe) => bpe.end_of_word_suffix.clone().filter(|s| !s.is_empty()),
+            _ => None,
+        };
         Ok(Self {
             inner,
             sot_id,
@@ -218,6 +267,7 @@ impl ClipTokenizer {
             vocab_size,
             context_length: DEFAULT_CONTEXT_LENGTH,
             padding,
+            end_of_word_suffix,
         })
     }
 
@@ -295,6 +345,46 @@ impl ClipTokenizer {
             ids,
             n: texts.len(),
             context_length: self.context_length,
+        })
+    }
+
+    /// Decodes a row of ids back to text, as transformers' `CLIPTokenizerFast.decode` with
+    /// `skip_special_tokens=True` does: what follows the last end-of-text id is padding and is
+    /// dropped (so [`Padding::Zero`] and [`Padding::Id`] rows decode like the default ones), the
+    /// other ids are decoded skipping special tokens (start- and end-of-text included), each
+    /// end-of-word suffix (`</w>`) becomes a space, and the result is trimmed. CLIP's normaliser
+    /// lowercases and collapses whitespace, so a row from [`Self::encode`] of a text that was
+    /// not truncated gives back that text lowercased and whitespace-normalised (punctuation
+    /// comes back space-separated, as in transformers).
+    ///
+    /// An id outside `0..vocab_size` is an [`Error::UnknownTokenId`].
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        let eot = i64::from(self.eot_id);
+        let sot = i64::from(self.sot_id);
+        let end = ids.iter().rposition(|&id| id == eot).unwrap_or(ids.len());
+        let mut content = Vec::with_capacity(end);
+        for &id in &ids[..end] {
+            let known = u32::try_from(id)
+                .ok()
+                .filter(|&id| (id as usize) < self.vocab_size);
+            let known = known.ok_or(Error::UnknownTokenId {
+                id,
+                vocab_size: self.vocab_size,
+            })?;
+            if id != sot && id != eot {
+                content.push(known);
+            }
+        }
+        let text = self
+            .inner
+            .decode(&content, true)
+            .map_err(|source| Error::Decode {
+                n_ids: content.len(),
+                source,
+            })?;
+        Ok(match &self.end_of_word_suffix {
+            Some(suffix) => text.replace(suffix.as_str(), " ").trim().to_owned(),
+            None => text.trim().to_owned(),
         })
     }
 

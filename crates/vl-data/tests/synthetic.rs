@@ -415,3 +415,16 @@ fn generation_speed_is_reported() {
     let per_second = n as f64 / start.elapsed().as_secs_f64();
     println!("synthetic world: {per_second:.0} images/s (48x48, this build profile; {checksum})");
 }
+
+#[test]
+fn caption_in_equals_the_rendered_samples_caption() {
+    let world = world();
+    for split in [Split::Pretrain, Split::Eval, Split::HeldOut] {
+        for index in 0..50 {
+            assert_eq!(
+                world.caption_in(split, index),
+                world.sample_in(split, index).caption
+            );
+        }
+    }
+}

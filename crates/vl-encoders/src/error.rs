@@ -1,4 +1,4 @@
-//! Errors of `vl-encoders`: one enum for everything that can go wrong while reading a
+//! Errors of `vl-encoders`: one enum for everything that can go wrong while reading or writing a
 //! configuration or a checkpoint, each variant naming the file and the tensor or field involved,
 //! what was expected and what was found. Library code never panics on user files.
 
@@ -84,6 +84,25 @@ pub enum Error {
     #[error("{path}: cannot infer the model architecture: {reason}")]
     Architecture {
         /// The checkpoint file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A file or directory could not be written (permissions, disk full, a file where a
+    /// directory should be, ...).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or directory being written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model cannot be saved as the requested checkpoint (it disagrees with its configuration,
+    /// or its tensors cannot be read back or serialized). Nothing is written in that case.
+    #[error("cannot save a checkpoint to {path}: {reason}")]
+    Save {
+        /// The checkpoint directory.
         path: PathBuf,
         /// Why.
         reason: String,

@@ -224,13 +224,17 @@ pub(crate) fn get_item<T: Clone>(
     })
 }
 
-/// An item together with its decoded 8-bit RGB image.
+/// An item together with its decoded 8-bit RGB image and its index.
 #[derive(Debug, Clone)]
 pub struct LoadedImage<T> {
     /// The decoded image ([`crate::load_image`]: grayscale replicated, alpha over white).
     pub image: RgbImage,
     /// The item it came from.
     pub item: T,
+    /// The item's index in the data set that [`DecodeImages`] wraps (the index `get` was called
+    /// with; a loader's shuffling happens outside, so this is stable across epochs). Batchers
+    /// seed per-item augmentation with it.
+    pub index: usize,
 }
 
 /// A Burn `Dataset` that decodes each item's image when it is fetched; a missing or unreadable
@@ -272,7 +276,7 @@ where
     fn get(&self, index: usize) -> std::result::Result<LoadedImage<T>, DatasetError> {
         let item = self.inner.get(index)?;
         let image = crate::image::load_image(item.image_path()).map_err(DatasetError::new)?;
-        Ok(LoadedImage { image, item })
+        Ok(LoadedImage { image, item, index })
     }
 
     fn len(&self) -> usize {

@@ -4,24 +4,14 @@
 //! [`Manifest::write`] writes atomically (a temporary file in the same folder, then a link or
 //! rename into place) and refuses to replace an existing file unless [`Overwrite::Allow`] is given.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::atomic::Overwrite;
 use crate::dataset::base::{CaptionedImage, LabeledImage};
 use crate::error::{Error, Result};
-
-/// Whether [`Manifest::write`] may replace an existing file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overwrite {
-    /// An existing file is an [`Error::AlreadyExists`]. The default.
-    #[default]
-    Refuse,
-    /// An existing file is replaced (atomically).
-    Allow,
-}
 
 /// One file of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,51 +157,11 @@ impl Manifest {
     /// file is left alone and reported as [`Error::AlreadyExists`].
     pub fn write(&self, path: impl AsRef<Path>, overwrite: Overwrite) -> Result<()> {
         let path = path.as_ref();
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
-        if overwrite == Overwrite::Refuse && path.exists() {
-            return Err(Error::AlreadyExists {
-                path: path.to_path_buf(),
-            });
-        }
         let mut json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
         })?;
         json.push('\n');
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&temp).map_err(io_error(&temp))?;
-            file.write_all(json.as_bytes()).map_err(io_error(&temp))?;
-            file.sync_all().map_err(io_error(&temp))?;
-            drop(file);
-            match overwrite {
-                Overwrite::Allow => std::fs::rename(&temp, path).map_err(io_error(path)),
-                // A hard link fails if the destination exists, so a file created since the check
-                // above is not replaced either.
-                Overwrite::Refuse => match std::fs::hard_link(&temp, path) {
-                    Ok(()) => Ok(()),
-                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Err(Error::AlreadyExists {
-                            path: path.to_path_buf(),
-                        })
-                    }
-                    Err(error) => Err(Error::Io {
-                        path: path.to_path_buf(),
-                        source: error,
-                    }),
-                },
-            }
-        })();
-        // The temporary file is gone after a rename; after a link (or a failure) remove it.
-        let _ = std::fs::remove_file(&temp);
-        result
+        crate::atomic::write_atomic(path, json.as_bytes(), overwrite)
     }
 }

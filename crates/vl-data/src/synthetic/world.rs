@@ -200,6 +200,13 @@ impl SyntheticWorld {
         }
     }
 
+    /// The caption of sample `index` of `split` without rendering its pixels (for text-only
+    /// consumers such as tokenizer training); equal to `sample_in(split, index).caption`.
+    pub fn caption_in(&self, split: Split, index: u64) -> String {
+        let (scene, mut rng) = self.scene_and_rng(split, index);
+        self.caption(&scene, &mut rng)
+    }
+
     /// Draws the layout of sample `index` of `split` (no caption, no pixels).
     pub(crate) fn scene(&self, split: Split, index: u64) -> Scene {
         self.scene_and_rng(split, index).0

@@ -1,9 +1,11 @@
 //! CLIP (Radford et al. 2021, <https://arxiv.org/abs/2103.00020>): configuration, the two
-//! towers, the joint model and weight import. Declarations and re-exports only.
+//! towers, the joint model, weight import ([`load_clip`]) and export as a Hugging Face
+//! checkpoint ([`save_hf`]). Declarations and re-exports only.
 
 mod config;
 mod layers;
 mod model;
+mod save;
 mod text;
 mod vision;
 mod weights;
@@ -13,6 +15,7 @@ pub use layers::{
     ClipActivation, ClipAttention, ClipEncoder, ClipEncoderConfig, ClipEncoderLayer, ClipMlp,
 };
 pub use model::{Clip, ClipOutput, l2_normalize};
+pub use save::save_hf;
 pub use text::{ClipTextEmbeddings, ClipTextTransformer};
 pub use vision::{ClipVisionEmbeddings, ClipVisionTransformer};
 pub use weights::{

@@ -37,6 +37,10 @@
 //! ignored. Float tensors in F32, F16, BF16 or F64 are converted to F32 and then to the requested
 //! compute dtype. Sharded Hugging Face checkpoints (`model.safetensors.index.json`) are read
 //! shard by shard.
+//!
+//! The inverse, writing a [`Clip`] as a Hugging Face checkpoint, is
+//! [`save_hf`](super::save_hf) in `save.rs`; it takes its tensor names from this table too
+//! ([`hf_tensor_names`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -194,6 +198,31 @@ const TOWER_LAYERS: &[(&str, &str)] = &[
     ),
     ("text_model.encoder.layers.", "transformer.resblocks."),
 ];
+
+/// Every tensor name of a Hugging Face `CLIPModel` state dict for `config`, buffers
+/// (`position_ids`) excluded: the whole-model keys and the layer table once per layer of each
+/// tower.
+pub(super) fn hf_tensor_names(config: &ClipConfig) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = MODEL_KEYS
+        .iter()
+        .map(|(hf, _, _)| (*hf).to_string())
+        .collect();
+    for (hf_prefix, _) in TOWER_LAYERS {
+        let n_layers = if hf_prefix.starts_with("vision_model.") {
+            config.vision.n_layers
+        } else {
+            config.text.n_layers
+        };
+        for i in 0..n_layers {
+            names.extend(
+                LAYER_KEYS
+                    .iter()
+                    .map(|(suffix, _, _)| format!("{hf_prefix}{i}.{suffix}")),
+            );
+        }
+    }
+    names
+}
 
 /// The open_clip name and transform behind a Hugging Face tensor name.
 fn open_clip_key(hf_name: &str) -> Option<(String, Transform)> {
@@ -685,8 +714,10 @@ struct Located {
     config: Option<PathBuf>,
 }
 
-const HF_CONFIG: &str = "config.json";
-const HF_WEIGHTS: &str = "model.safetensors";
+/// The configuration file of a Hugging Face checkpoint.
+pub(super) const HF_CONFIG: &str = "config.json";
+/// The (unsharded) weight file of a Hugging Face checkpoint.
+pub(super) const HF_WEIGHTS: &str = "model.safetensors";
 const HF_INDEX: &str = "model.safetensors.index.json";
 const OC_CONFIG: &str = "open_clip_config.json";
 const OC_WEIGHTS: &str = "open_clip_model.safetensors";
@@ -844,6 +875,21 @@ mod tests {
             Transform::Transpose
         );
         assert!(open_clip_key("vision_model.encoder.layers.0.nonsense").is_none());
+    }
+
+    #[test]
+    fn hf_tensor_names_list_every_table_key_per_layer() {
+        let mut config = ClipConfig::vit_base_patch32();
+        config.vision.n_layers = 2;
+        config.text.n_layers = 3;
+        let names = hf_tensor_names(&config);
+        assert_eq!(names.len(), MODEL_KEYS.len() + 5 * LAYER_KEYS.len());
+        assert!(names.contains("vision_model.encoder.layers.1.self_attn.q_proj.bias"));
+        assert!(names.contains("text_model.encoder.layers.2.mlp.fc2.weight"));
+        assert!(!names.contains("vision_model.encoder.layers.2.mlp.fc2.weight"));
+        assert!(names.contains("vision_model.pre_layrnorm.weight"));
+        // Every name is one the open_clip table can also place.
+        assert!(names.iter().all(|n| open_clip_key(n).is_some()));
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! Data for pretraining on the synthetic world: image-caption pairs drawn fresh every epoch,
+//! held-out classification images for zero-shot evaluation, the batchers that turn them into
+//! tensors, and [`EpochLoader`], the data loader that makes an epoch's data a pure function of
+//! `(seed, epoch)`.
+//!
+//! Why a loader of our own: Burn's `DataLoaderBuilder` reshuffles from an RNG that advances once
+//! per epoch and restarts from its seed when burn-train moves the loader to the training device,
+//! so a run resumed at epoch `e` would not see the data an uninterrupted run sees at epoch `e`.
+//! [`EpochLoader`] wraps a Burn multi-thread loader (one worker: batches arrive in order, and the
+//! worker renders images while the model trains) over [`PretrainStream`], whose item `i` in epoch
+//! `e` is pretraining sample `(e - 1) * items_per_epoch + i` of the world. The current epoch lives
+//! in a shared counter that [`EpochLoader::iter`] advances before each pass; a resumed run starts
+//! it at the resumed epoch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use vl_data::synthetic::{Split, SyntheticWorld, Task};
+use vl_data::{ClipTokenizer, ImagePreprocessor};
+
+/// One pretraining pair: the rendered, preprocessed image and its caption.
+#[derive(Debug, Clone)]
+pub struct PairItem {
+    /// `[3, size, size]` normalised pixels.
+    pub pixels: Vec<f32>,
+    /// The caption.
+    pub caption: String,
+}
+
+/// The pretraining stream: `items_per_epoch` fresh pairs per epoch, read from the epoch counter.
+#[derive(Clone)]
+pub struct PretrainStream {
+    world: Arc<SyntheticWorld>,
+    preprocessor: Arc<ImagePreprocessor>,
+    items_per_epoch: usize,
+    epoch: Arc<AtomicUsize>,
+}
+
+impl PretrainStream {
+    /// A stream over `world`'s pretraining split; `epoch` is shared with the [`EpochLoader`].
+    pub fn new(
+        world: Arc<SyntheticWorld>,
+        preprocessor: Arc<ImagePreprocessor>,
+        items_per_epoch: usize,
+        epoch: Arc<AtomicUsize>,
+    ) -> Self {
+        Self {
+            world,
+            preprocessor,
+            items_per_epoch,
+            epoch,
+        }
+    }
+
+    /// The world index of item `index` of (1-based) `epoch`.
+    pub fn sample_index(&self, epoch: usize, index: usize) -> u64 {
+        (epoch.saturating_sub(1) * self.items_per_epoch + index) as u64
+    }
+}
+
+impl Dataset<PairItem> for PretrainStream {
+    fn get(&self, index: usize) -> Result<PairItem, burn::data::dataset::DatasetError> {
+        if index >= self.items_per_epoch {
+            return Err(burn::data::dataset::DatasetError::new(
+                std::io::Error::other(format!(
+                    "pretraining item {index} requested, an epoch has {}",
+                    self.items_per_epoch
+                )),
+            ));
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let sample = self
+            .world
+            .sample_in(Split::Pretrain, self.sample_index(epoch, index));
+        Ok(PairItem {
+            pixels: self.preprocessor.preprocess(&sample.image),
+            caption: sample.caption,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.items_per_epoch
+    }
+}
+
+/// A data loader whose pass `k` (counting from the start epoch) serves epoch `start + k`.
+pub struct EpochLoader<O> {
+    inner: Arc<dyn DataLoader<O>>,
+    epoch: Arc<AtomicUsize>,
+}
+
+impl<O> EpochLoader<O> {
+    /// Wraps `inner`, a loader over a data set that reads `epoch`.
+    pub fn new(inner: Arc<dyn DataLoader<O>>, epoch: Arc<AtomicUsize>) -> Self {
+        Self { inner, epoch }
+    }
+}
+
+impl<O: Send + Sync + 'static> DataLoader<O> for EpochLoader<O> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+        // The worker reads the counter only after `inner.iter()` hands it the new pass, and the
+        // previous pass was consumed to the end, so no item of one epoch sees another's number.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.iter()
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
+        Arc::new(Self {
+            inner: self.inner.to_device(device),
+            epoch: Arc::clone(&self.epoch),
+        })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
+        Arc::new(Self {
+            inner: self.inner.slice(start, end),
+            epoch: Arc::clone(&self.epoch),
+        })
+    }
+}
+
+/// The training loader: pass 1 serves epoch `start_epoch`.
+pub fn pretrain_loader(
+    world: Arc<SyntheticWorld>,
+    preprocessor: Arc<ImagePreprocessor>,
+    tokenizer: Arc<ClipTokenizer>,
+    batch_size: usize,
+    steps_per_epoch: usize,
+    start_epoch: usize,
+    num_workers: usize,
+    device: &Device,
+) -> Arc<dyn DataLoader<PairBatch>> {
+    let epoch = Arc::new(AtomicUsize::new(start_epoch.saturating_sub(1)));
+    let stream = PretrainStream::new(
+        world,
+        preprocessor,
+        batch_size * steps_per_epoch,
+        Arc::clone(&epoch),
+    );
+    let inner = DataLoaderBuilder::new(PairBatcher::new(tokenizer))
+        .batch_size(batch_size)
+        .num_workers(num_workers)
+        .set_device(device.clone())
+        .build(stream);
+    Arc::new(EpochLoader::new(inner, epoch))
+}
+
+/// A batch of pairs.
+#[derive(Debug, Clone)]
+pub struct PairBatch {
+    /// `[n, 3, size, size]`.
+    pub pixel_values: Tensor<4>,
+    /// `[n, seq]` token ids, trimmed to the longest caption of the batch (end-of-text included).
+    pub input_ids: Tensor<2, Int>,
+}
+
+/// Stacks [`PairItem`]s, tokenising the captions.
+#[derive(Clone)]
+pub struct PairBatcher {
+    tokenizer: Arc<ClipTokenizer>,
+}
+
+impl PairBatcher {
+    /// A batcher tokenising with `tokenizer`.
+    pub fn new(tokenizer: Arc<ClipTokenizer>) -> Self {
+        Self { tokenizer }
+    }
+}
+
+impl Batcher<PairItem, PairBatch> for PairBatcher {
+    fn batch(&self, items: Vec<PairItem>, device: &Device) -> PairBatch {
+        let n = items.len();
+        let per_image = items.first().map_or(0, |i| i.pixels.len());
+        let side = ((per_image / 3) as f64).sqrt() as usize;
+        let mut pixels = Vec::with_capacity(n * per_image);
+        for item in &items {
+            pixels.extend_from_slice(&item.pixels);
+        }
+        let captions: Vec<&str> = items.iter().map(|i| i.caption.as_str()).collect();
+        let (ids, seq) = tokenize_trimmed(&self.tokenizer, &captions);
+        PairBatch {
+            pixel_values: Tensor::from_data(TensorData::new(pixels, [n, 3, side, side]), device),
+            input_ids: Tensor::from_data(TensorData::new(ids, [n, seq]), device),
+        }
+    }
+}
+
+/// Tokenises `texts` and trims every row to the longest `sot … eot` of the batch. The world's
+/// captions come from a fixed grammar, so encoding cannot fail; a failure would be a bug in the
+/// tokenizer file this run itself trained, and yields an end-of-text-only row.
+pub fn tokenize_trimmed(tokenizer: &ClipTokenizer, texts: &[&str]) -> (Vec<i64>, usize) {
+    let context = tokenizer.context_length();
+    let eot = i64::from(tokenizer.eot_id());
+    let rows: Vec<Vec<i64>> = texts
+        .iter()
+        .map(|t| {
+            tokenizer.encode(t).unwrap_or_else(|_| {
+                let mut row = vec![eot; context];
+                row[0] = i64::from(tokenizer.sot_id());
+                row
+            })
+        })
+        .collect();
+    let seq = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .skip(1)
+                .position(|&id| id == eot)
+                .map_or(context, |p| p + 2)
+        })
+        .max()
+        .unwrap_or(2);
+    let ids = rows.iter().flat_map(|r| r[..seq].iter().copied()).collect();
+    (ids, seq)
+}
+
+/// One labelled evaluation image (a one-object image).
+#[derive(Debug, Clone)]
+pub struct LabelledItem {
+    /// `[3, size, size]` normalised pixels.
+    pub pixels: Vec<f32>,
+    /// Shape label.
+    pub shape: usize,
+    /// Colour label.
+    pub colour: usize,
+}
+
+/// The first `n` one-object images of `split`, rendered and preprocessed once.
+pub fn labelled_images(
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    split: Split,
+    n: usize,
+) -> vl_data::Result<Vec<LabelledItem>> {
+    let shapes = world.classification_set(Task::Shape, split, n)?;
+    Ok(shapes
+        .into_iter()
+        .map(|(index, shape)| {
+            let sample = world.sample_in(split, index);
+            LabelledItem {
+                pixels: preprocessor.preprocess(&sample.image),
+                shape,
+                colour: sample.objects[0].colour_index,
+            }
+        })
+        .collect())
+}
+
+/// A batch of labelled images.
+#[derive(Debug, Clone)]
+pub struct LabelledBatch {
+    /// `[n, 3, size, size]`.
+    pub pixel_values: Tensor<4>,
+    /// `[n]` shape labels.
+    pub shapes: Tensor<1, Int>,
+    /// `[n]` colour labels.
+    pub colours: Tensor<1, Int>,
+}
+
+/// Stacks [`LabelledItem`]s.
+#[derive(Clone, Default)]
+pub struct LabelledBatcher;
+
+impl Batcher<LabelledItem, LabelledBatch> for LabelledBatcher {
+    fn batch(&self, items: Vec<LabelledItem>, device: &Device) -> LabelledBatch {
+        let n = items.len();
+        let per_image = items.first().map_or(0, |i| i.pixels.len());
+        let side = ((per_image / 3) as f64).sqrt() as usize;
+        let mut pixels = Vec::with_capacity(n * per_image);
+        for item in &items {
+            pixels.extend_from_slice(&item.pixels);
+        }
+        let labels = |f: fn(&LabelledItem) -> usize| {
+            let v: Vec<i64> = items.iter().map(|i| f(i) as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        LabelledBatch {
+            pixel_values: Tensor::from_data(TensorData::new(pixels, [n, 3, side, side]), device),
+            shapes: labels(|i| i.shape),
+            colours: labels(|i| i.colour),
+        }
+    }
+}
