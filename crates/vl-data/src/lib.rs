@@ -64,7 +64,7 @@ pub mod synthetic;
 pub mod tokenizer;
 pub mod tokenizer_train;
 
-pub use crate::atomic::Overwrite;
+pub use crate::atomic::{Overwrite, write_atomic};
 pub use crate::batcher::{CaptionBatch, CaptionBatcher, ImageBatch, ImageBatcher, SharedEpoch};
 pub use crate::dataset::{
     BadImagePolicy, CaptionedImage, Captions, CoopSplit, ImageFolder, LabeledImage, Manifest,

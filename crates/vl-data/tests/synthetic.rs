@@ -102,20 +102,28 @@ fn captions_name_what_is_drawn() {
                 .iter()
                 .map(|o: &ObjectSpec| (o.shape.name(), o.colour.as_str()))
                 .collect();
-            let named: Vec<_> = words_in(caption, &shapes)
-                .into_iter()
-                .zip(words_in(caption, &colours))
-                .collect();
-            assert_eq!(named, drawn, "{caption}");
-            // Size words, where present, belong to the object they precede.
+            // Every object's shape is named, in order; a colour or size word, where present,
+            // belongs to the object whose shape follows it.
+            let drawn_shapes: Vec<&str> = drawn.iter().map(|d| d.0).collect();
+            assert_eq!(words_in(caption, &shapes), drawn_shapes, "{caption}");
             let words: Vec<&str> = caption.split(' ').collect();
+            let mut object = 0;
             for (i, word) in words.iter().enumerate() {
+                if shapes.contains(word) {
+                    object += 1;
+                    continue;
+                }
+                if colours.contains(word) {
+                    assert_eq!(*word, objects[object].colour, "{caption}");
+                    assert_eq!(words[i + 1], objects[object].shape.name(), "{caption}");
+                }
                 if sizes.contains(word) {
-                    let object = objects
-                        .iter()
-                        .find(|o| o.colour == words[i + 1] && o.shape.name() == words[i + 2])
-                        .unwrap_or_else(|| panic!("size word without object in {caption}"));
-                    assert_eq!(object.size, *word, "{caption}");
+                    assert_eq!(*word, objects[object].size, "{caption}");
+                    let next = words[i + 1];
+                    assert!(
+                        next == objects[object].colour || next == objects[object].shape.name(),
+                        "{caption}"
+                    );
                 }
             }
             let named_background = words_in(caption, &backgrounds);
@@ -262,7 +270,15 @@ fn class_names_are_unique_and_labels_in_range() {
                 let sample = world.sample_in(split, index);
                 assert_eq!(world.label(task, &sample), Some(label));
                 if task == Task::ShapeColour {
-                    assert!(sample.caption.contains(&names[label]), "{}", sample.caption);
+                    // The shape is always named; the colour word may be left out.
+                    let caption = &sample.caption;
+                    let shape = sample.objects[0].shape.name();
+                    assert!(
+                        caption.contains(&names[label])
+                            || !caption.contains(&sample.objects[0].colour),
+                        "{caption}"
+                    );
+                    assert!(caption.contains(shape), "{caption}");
                 }
             }
         }
@@ -417,14 +433,13 @@ fn generation_speed_is_reported() {
 }
 
 #[test]
-fn caption_in_equals_the_rendered_samples_caption() {
+fn caption_and_objects_without_pixels_equal_the_rendered_samples() {
     let world = world();
     for split in [Split::Pretrain, Split::Eval, Split::HeldOut] {
         for index in 0..50 {
-            assert_eq!(
-                world.caption_in(split, index),
-                world.sample_in(split, index).caption
-            );
+            let sample = world.sample_in(split, index);
+            assert_eq!(world.caption_in(split, index), sample.caption);
+            assert_eq!(world.objects_in(split, index), sample.objects);
         }
     }
 }

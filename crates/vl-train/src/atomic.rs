@@ -1,25 +1,20 @@
-//! Atomic file writes: the bytes go to a temporary file in the target's directory, are flushed to
-//! disk, and the file is renamed over the target, so a reader (or a resumed run after a kill)
-//! sees either the old complete file or the new complete file, never a torn one.
+//! Atomic file writes for run outputs (through [`vl_data::write_atomic`]: a temporary file in
+//! the target's directory, synced, then renamed over the target), so a reader or a resumed run
+//! after a kill sees either the old complete file or the new one, never a torn one; and JSON
+//! reading with errors naming the file.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically (creating the directory), replacing an existing file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    vl_data::write_atomic(path, bytes, vl_data::Overwrite::Allow)?;
     Ok(())
 }
 

@@ -239,6 +239,7 @@ pub fn pretrain(config: &PretrainConfig, opts: &PretrainOptions) -> Result<Pretr
         t.steps_per_epoch,
         start_epoch,
         t.num_workers,
+        t.colour_groups,
         &train_device,
     );
     let held_out = labelled_images(

@@ -134,7 +134,8 @@ pub fn curve_svg(history: &[EpochRecord]) -> String {
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max)
         .max(1e-6);
-    let panels: [(&str, f64, f64, Vec<(&str, &str, Vec<f64>)>); 2] = [
+    type Series<'a> = Vec<(&'a str, &'a str, Vec<f64>)>;
+    let panels: [(&str, f64, f64, Series); 2] = [
         (
             "training loss",
             0.0,

@@ -1,8 +1,10 @@
 //! Zero-shot classification of synthetic-world images by shape, colour and (shape, colour) pair,
-//! CLIP style (Radford et al. 2021, §3.1.4): every pair phrase (`"a red circle"`) is put into each
-//! prompt template, the text embeddings are L2-normalised and averaged over templates (prompt
-//! ensembling), and a shape's class embedding is the normalised mean of its pairs over colours (a
-//! colour's, over shapes). Images are assigned the class of highest cosine similarity.
+//! CLIP style (Radford et al. 2021, §3.1.4): every class phrase is put into each prompt template,
+//! the text embeddings are L2-normalised and averaged over templates (prompt ensembling), and
+//! images are assigned the class of highest cosine similarity. Pairs use `"a red circle"`; shapes
+//! use the colour-free `"a circle"` (averaging pair prompts over colours would include the
+//! held-out pair's own, never-captioned phrase and bias every held-out image against its true
+//! shape); a colour's class embedding is the normalised mean of its pairs over shapes.
 
 use burn::prelude::*;
 use vl_data::ClipTokenizer;
@@ -11,10 +13,11 @@ use vl_encoders::clip::{Clip, l2_normalize};
 
 use crate::data::tokenize_trimmed;
 
-/// Tokenised prompts for every (template, shape, colour), template-major.
+/// Tokenised prompts: every (template, shape, colour) pair phrase, template-major, then every
+/// (template, shape) colour-free shape phrase.
 #[derive(Debug, Clone)]
 pub struct ZeroShotPrompts {
-    /// Row-major `[n_templates * n_shapes * n_colours, seq]` ids.
+    /// Row-major `[n_templates * n_shapes * (n_colours + 1), seq]` ids.
     ids: Vec<i64>,
     seq: usize,
     n_templates: usize,
@@ -40,6 +43,16 @@ impl ZeroShotPrompts {
                     };
                     texts.push(template.replacen("{}", &format!("{article} {colour} {shape}"), 1));
                 }
+            }
+        }
+        for template in templates {
+            for shape in &shapes {
+                let article = if shape.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                texts.push(template.replacen("{}", &format!("{article} {shape}"), 1));
             }
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -86,14 +99,17 @@ impl ZeroShotPrompts {
     /// - shapes: `[n_shapes, projection_dim]`
     /// - colours: `[n_colours, projection_dim]`
     pub fn class_embeddings(&self, clip: &Clip, device: &Device) -> ClassEmbeddings {
-        let rows = self.n_templates * self.n_shapes * self.n_colours;
+        let pair_rows = self.n_templates * self.n_shapes * self.n_colours;
+        let rows = pair_rows + self.n_templates * self.n_shapes;
         let ids = Tensor::<2, Int>::from_data(
             TensorData::new(self.ids.clone(), [rows, self.seq]),
             device,
         );
         let text = l2_normalize(clip.encode_text(ids));
         let [_, dim] = text.dims();
+        let shape_text = text.clone().slice([pair_rows..rows, 0..dim]);
         let per_pair = text
+            .slice([0..pair_rows, 0..dim])
             .reshape([self.n_templates, self.n_shapes, self.n_colours, dim])
             .mean_dim(0)
             .reshape([self.n_shapes, self.n_colours, dim]);
@@ -102,7 +118,12 @@ impl ZeroShotPrompts {
                 .clone()
                 .reshape([self.n_shapes * self.n_colours, dim]),
         );
-        let shapes = l2_normalize(per_pair.clone().mean_dim(1).reshape([self.n_shapes, dim]));
+        let shapes = l2_normalize(
+            shape_text
+                .reshape([self.n_templates, self.n_shapes, dim])
+                .mean_dim(0)
+                .reshape([self.n_shapes, dim]),
+        );
         let colours = l2_normalize(per_pair.mean_dim(0).reshape([self.n_colours, dim]));
         ClassEmbeddings {
             pairs,

@@ -9,8 +9,10 @@ use vl_train::checkpoint::checkpoint_path;
 use vl_train::{Error, PretrainConfig, PretrainOptions, pretrain};
 
 fn tiny_config() -> PretrainConfig {
-    let mut c = PretrainConfig::default();
-    c.seed = 7;
+    let mut c = PretrainConfig {
+        seed: 7,
+        ..PretrainConfig::default()
+    };
     c.world.image_size = 16;
     c.model.patch_size = 8;
     c.model.vision_width = 32;
