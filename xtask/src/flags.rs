@@ -400,8 +400,8 @@ mod tests {
             "`cargo xtask ci` takes no arguments, got `--no-clippy`",
         );
         check_error(
-            &["demo"],
-            "unknown command `demo`; run `cargo xtask help` for the commands",
+            &["deploy"],
+            "unknown command `deploy`; run `cargo xtask help` for the commands",
         );
     }
 }

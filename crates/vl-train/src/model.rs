@@ -16,10 +16,7 @@ use vl_losses::{ClipLoss, ClipLossConfig, LogitBias, LogitBiasConfig, SiglipLoss
 
 use crate::config::LossKind;
 use crate::data::{LabelledBatch, PairBatch};
-use crate::zeroshot::{ZeroShotPredictions, ZeroShotPrompts, ZeroShotTask, predict};
-
-/// CLIP's bound on the logit scale, `ln 100`.
-const MAX_LOG_SCALE: f64 = 4.605_170_185_988_092;
+use crate::zeroshot::{MAX_LOG_SCALE, ZeroShotPredictions, ZeroShotPrompts, ZeroShotTask, predict};
 
 /// The model burn-train optimises.
 #[derive(Module, Debug)]

@@ -76,8 +76,12 @@ pub struct PretrainOptions {
 pub struct ZeroShotScores {
     /// Images evaluated.
     pub images: usize,
-    /// Shape accuracy, %.
+    /// Shape accuracy (pair marginal), %.
     pub shape: f64,
+    /// Shape accuracy with the colour-free prompt, %.
+    pub shape_prompt: f64,
+    /// Shape accuracy with the colour-free prompt, colour subspace projected out, %.
+    pub shape_debiased: f64,
     /// Colour accuracy, %.
     pub colour: f64,
     /// (shape, colour) accuracy among all pairs, %.
@@ -376,7 +380,7 @@ pub fn evaluate(
     device: &Device,
 ) -> ZeroShotScores {
     use burn::data::dataloader::batcher::Batcher;
-    let mut hits = [0usize; 4];
+    let mut hits = [0usize; ZeroShotTask::ALL.len()];
     let mut total = 0;
     for chunk in items.chunks(batch_size.max(1)) {
         let batch = LabelledBatcher.batch(chunk.to_vec(), device);
@@ -390,9 +394,11 @@ pub fn evaluate(
     ZeroShotScores {
         images: total,
         shape: pct(hits[0]),
-        colour: pct(hits[1]),
-        pair_all: pct(hits[2]),
-        pair_held_out: held_out.then(|| pct(hits[3])),
+        shape_prompt: pct(hits[1]),
+        shape_debiased: pct(hits[2]),
+        colour: pct(hits[3]),
+        pair_all: pct(hits[4]),
+        pair_held_out: held_out.then(|| pct(hits[5])),
     }
 }
 

@@ -76,17 +76,19 @@ pub fn results_markdown(report: &PretrainReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| epoch | loss | in-batch i2t acc (%) | zero-shot shape (%) | zero-shot colour (%) | pair, all (%) | pair, held-out only (%) | s |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| epoch | loss | in-batch i2t acc (%) | shape (%) | shape, prompt (%) | shape, debiased (%) | colour (%) | pair, all (%) | pair, held-out only (%) | s |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &report.history {
         let _ = writeln!(
             s,
-            "| {} | {:.4} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {:.4} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
             r.epoch,
             train(r, "Loss"),
             train(r, "Accuracy"),
             valid(r, ZeroShotTask::Shape),
+            valid(r, ZeroShotTask::ShapePrompt),
+            valid(r, ZeroShotTask::ShapeDebiased),
             valid(r, ZeroShotTask::Colour),
             valid(r, ZeroShotTask::Pair),
             valid(r, ZeroShotTask::HeldOutPair),
@@ -95,9 +97,11 @@ pub fn results_markdown(report: &PretrainReport) -> String {
     }
     let row = |name: &str, z: &ZeroShotScores| {
         format!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             z.images,
             z.shape,
+            z.shape_prompt,
+            z.shape_debiased,
             z.colour,
             z.pair_all,
             z.pair_held_out
@@ -107,8 +111,8 @@ pub fn results_markdown(report: &PretrainReport) -> String {
     let _ = writeln!(
         s,
         "\nFinal zero-shot accuracy (prompt ensemble over {} templates):\n\n\
-         | images | n | shape (%) | colour (%) | pair, all (%) | pair, held-out only (%) |\n\
-         |---|---:|---:|---:|---:|---:|\n{}\n{}",
+         | images | n | shape (%) | shape, prompt (%) | shape, debiased (%) | colour (%) | pair, all (%) | pair, held-out only (%) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n{}\n{}",
         c.eval.templates.len(),
         row("held-out pairs (never captioned)", &report.held_out),
         row("seen pairs (unseen images)", &report.seen)
