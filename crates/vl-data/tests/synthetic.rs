@@ -443,3 +443,80 @@ fn caption_and_objects_without_pixels_equal_the_rendered_samples() {
         }
     }
 }
+
+#[test]
+fn shape_variants_change_only_that_shape_and_never_show_held_out_pairs() {
+    let world = world();
+    let n_shapes = world.config().shapes.len();
+    let mut variants = 0;
+    let mut refused = 0;
+    for index in 0..40 {
+        let original = world.sample_in(Split::Pretrain, index);
+        for slot in 0..original.objects.len() {
+            for shape_index in 0..n_shapes {
+                let Some(variant) =
+                    world.shape_variant_in(Split::Pretrain, index, slot, shape_index)
+                else {
+                    refused += 1;
+                    let colour = &original.objects[slot].colour;
+                    let shape = world.config().shapes[shape_index];
+                    let clash = original.objects.iter().enumerate().any(|(i, o)| {
+                        i != slot && o.shape_index == shape_index && &o.colour == colour
+                    });
+                    assert!(
+                        world.is_held_out(shape, colour) || clash,
+                        "variant {index}/{slot}/{shape_index} refused without reason"
+                    );
+                    continue;
+                };
+                variants += 1;
+                for (i, (a, b)) in original.objects.iter().zip(&variant.objects).enumerate() {
+                    assert!(!world.is_held_out(b.shape, &b.colour));
+                    assert_eq!(a.colour, b.colour);
+                    assert_eq!(a.centre, b.centre);
+                    assert_eq!(a.size, b.size);
+                    if i == slot {
+                        assert_eq!(b.shape, world.config().shapes[shape_index]);
+                    } else {
+                        assert_eq!(a.shape, b.shape);
+                    }
+                }
+                assert_eq!(original.background, variant.background);
+                // The caption differs at most in the word naming the changed shape.
+                let (ca, cb): (Vec<_>, Vec<_>) = (
+                    original.caption.split(' ').collect(),
+                    variant.caption.split(' ').collect(),
+                );
+                assert_eq!(
+                    ca.len(),
+                    cb.len(),
+                    "{} / {}",
+                    original.caption,
+                    variant.caption
+                );
+                let differing = ca.iter().zip(&cb).filter(|(a, b)| a != b).count();
+                let expected = usize::from(original.objects[slot].shape_index != shape_index);
+                // "a"/"an" may change with the shape word when no size or colour precedes it.
+                assert!(
+                    differing == expected || differing == 2 * expected,
+                    "{} / {}",
+                    original.caption,
+                    variant.caption
+                );
+                if original.objects[slot].shape_index == shape_index {
+                    assert!(same(&original, &variant));
+                }
+            }
+        }
+    }
+    assert!(
+        variants > 0 && refused > 0,
+        "{variants} variants, {refused} refused"
+    );
+    assert!(world.shape_variant_in(Split::Pretrain, 0, 2, 0).is_none());
+    assert!(
+        world
+            .shape_variant_in(Split::Pretrain, 0, 0, n_shapes)
+            .is_none()
+    );
+}

@@ -1,6 +1,28 @@
-//! Prompt learning for CLIP-style models (not implemented yet; this crate holds no code until it
-//! is).
+//! Prompt learning for CLIP-style models on Burn 0.22: hand-crafted templates and ensembles
+//! ([`templates`]), learnable text context in the CoOp / CoCoOp / variational forms and visual
+//! prompt tokens ([`learner`]), the loss terms that make KgCoOp and LASP ([`objective`]), the
+//! forward pass and loss of a prompted frozen CLIP ([`model`]), and the prompt file format
+//! ([`file`]).
 //!
-//! It will own templates and template ensembles, CoOp, CoCoOp, KgCoOp, LASP (with virtual
-//! classes), variational prompt learning, visual prompt tuning (shallow, deep, multimodal) and
-//! LFA, composable by config on one training loop, with the encoders of `vl-encoders` frozen.
+//! Methods combine by config: a [`PromptConfig`] picks the learnable parts, an
+//! [`ObjectiveConfig`] the extra loss terms and their weights. The CLIP encoders stay frozen:
+//! gradients flow through them to the prompts, their weights never change.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod file;
+pub mod learner;
+pub mod model;
+pub mod objective;
+pub mod templates;
+
+pub use error::{Error, Result};
+pub use file::{PromptFileInfo, load_prompts, model_fingerprint, save_prompts};
+pub use learner::{
+    ClassPrompts, ClassTokenPosition, PromptConfig, PromptLearner, TextPromptConfig,
+    VariationalConfig, VisualPromptConfig,
+};
+pub use model::{PromptTask, TaskTemplates, loss, predict, sample_noise};
+pub use objective::{LossTerms, ObjectiveConfig};
+pub use templates::{Templates, class_text_features};

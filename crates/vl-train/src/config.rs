@@ -134,6 +134,14 @@ pub struct TrainSection {
     /// separate them; `0` draws batches i.i.d. Default: `0` (with 2 groups the tiny run learned
     /// more slowly in its first epochs).
     pub colour_groups: usize,
+    /// Hard negatives: each batch is made of groups of this many counterfactual twins, one
+    /// scene in which one object's shape is replaced by distinct shapes (same colours, sizes,
+    /// layout, background and caption words), so within a group only shape separates image and
+    /// caption. `0` or `1` draws batches i.i.d.; at most 6 (an object's colour allows 7 shapes,
+    /// one of which the other object may take). Must divide `batch_size`. Default: `0` (with 4,
+    /// the 10-epoch tiny run reached 22.5% shape accuracy on unseen images of seen pairs instead
+    /// of 13.3%, and 24.2% instead of 22.9% on held-out pairs: better, far from enough).
+    pub shape_variants: usize,
     /// Data-loader worker threads rendering the world while the model trains. More than one
     /// would deliver batches in completion order and break bit-reproducibility. Default: `1`.
     pub num_workers: usize,
@@ -210,6 +218,7 @@ impl Default for TrainSection {
             epsilon: 1e-6,
             grad_clip_norm: 1.0,
             colour_groups: 0,
+            shape_variants: 0,
             num_workers: 1,
         }
     }
@@ -346,6 +355,25 @@ impl PretrainConfig {
                 "train.colour_groups",
                 format!("0 (off) or at most the {n_colours} colours"),
                 t.colour_groups,
+            ));
+        }
+        if t.shape_variants > 6
+            || (t.shape_variants > 1 && !t.batch_size.is_multiple_of(t.shape_variants))
+        {
+            return Err(Error::invalid(
+                "train.shape_variants",
+                format!(
+                    "0 (off) or at most 6, dividing train.batch_size = {}",
+                    t.batch_size
+                ),
+                t.shape_variants,
+            ));
+        }
+        if t.shape_variants > 1 && t.colour_groups > 0 {
+            return Err(Error::invalid(
+                "train.shape_variants",
+                "0 when train.colour_groups is set (choose one kind of hard negative)",
+                t.shape_variants,
             ));
         }
         positive("eval.held_out_images", self.eval.held_out_images)?;

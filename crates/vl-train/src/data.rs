@@ -39,6 +39,12 @@ pub struct PairItem {
 /// about `batch_size / g` images per colour, so most in-batch negatives share the positive
 /// caption's colour and only shape, size or background tell them apart. (With i.i.d. batches
 /// colour alone separates 7 in 8 negatives and the model is slow to learn shape.)
+///
+/// With shape variants (`v > 1`), items `g * v .. (g + 1) * v` of an epoch are counterfactual
+/// twins ([`SyntheticWorld::shape_variant_in`]) of one pretraining sample: item `g * v` is the
+/// sample itself and the others replace the shape of one of its objects (picked by a hash) with
+/// distinct other shapes allowed for its colour, in a hashed order. Should a scene allow fewer
+/// than `v` shapes, the missing twins are unrelated samples from a separate index range.
 #[derive(Clone)]
 pub struct PretrainStream {
     world: Arc<SyntheticWorld>,
@@ -47,7 +53,27 @@ pub struct PretrainStream {
     epoch: Arc<AtomicUsize>,
     batch_size: usize,
     colour_groups: usize,
+    shape_variants: usize,
 }
+
+/// What item `i` of an epoch is: a plain sample, or a shape variant of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draw {
+    /// `world.sample_in(Split::Pretrain, index)`.
+    Sample(u64),
+    /// `world.shape_variant_in(Split::Pretrain, index, slot, shape)`.
+    Variant {
+        /// World index of the scene.
+        index: u64,
+        /// The object whose shape changes.
+        slot: usize,
+        /// The new shape's index.
+        shape: usize,
+    },
+}
+
+/// Where the fill-in samples of groups short of shape variants start (far beyond any epoch).
+const FILL_IN_OFFSET: u64 = 1 << 48;
 
 /// Candidate samples scanned per item for a colour (a miss has probability (7/8)^64 ≈ 2e-4 with
 /// 8 colours; the first candidate is used then).
@@ -76,6 +102,59 @@ impl PretrainStream {
             epoch,
             batch_size: 1,
             colour_groups: 0,
+            shape_variants: 0,
+        }
+    }
+
+    /// Builds batches from groups of `variants` counterfactual shape twins (0 or 1: off).
+    #[must_use]
+    pub fn with_shape_variants(mut self, variants: usize) -> Self {
+        self.shape_variants = variants;
+        self
+    }
+
+    /// What item `index` of (1-based) `epoch` is.
+    pub fn draw(&self, epoch: usize, index: usize) -> Draw {
+        let v = self.shape_variants;
+        if v <= 1 {
+            return Draw::Sample(self.sample_index(epoch, index));
+        }
+        let groups_per_epoch = self.items_per_epoch.div_ceil(v) as u64;
+        let group = (index / v) as u64;
+        let member = index % v;
+        let scene = epoch.saturating_sub(1) as u64 * groups_per_epoch + group;
+        if member == 0 {
+            return Draw::Sample(scene);
+        }
+        let objects = self.world.objects_in(Split::Pretrain, scene);
+        let mut state = mix64(self.world.config().seed ^ mix64(scene ^ 0x5EED_5A4E));
+        let slot = (state % objects.len().max(1) as u64) as usize;
+        let Some(object) = objects.get(slot) else {
+            return Draw::Sample(FILL_IN_OFFSET + scene * v as u64 + member as u64);
+        };
+        let mut shapes: Vec<usize> = (0..self.world.config().shapes.len())
+            .filter(|&s| {
+                s != object.shape_index
+                    && !self
+                        .world
+                        .is_held_out(self.world.config().shapes[s], &object.colour)
+                    && !objects.iter().enumerate().any(|(i, o)| {
+                        i != slot && o.shape_index == s && o.colour_index == object.colour_index
+                    })
+            })
+            .collect();
+        for i in 0..shapes.len() {
+            state = mix64(state);
+            let j = i + (state % (shapes.len() - i) as u64) as usize;
+            shapes.swap(i, j);
+        }
+        match shapes.get(member - 1) {
+            Some(&shape) => Draw::Variant {
+                index: scene,
+                slot,
+                shape,
+            },
+            None => Draw::Sample(FILL_IN_OFFSET + scene * v as u64 + member as u64),
         }
     }
 
@@ -127,9 +206,17 @@ impl Dataset<PairItem> for PretrainStream {
             ));
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let sample = self
-            .world
-            .sample_in(Split::Pretrain, self.sample_index(epoch, index));
+        let sample = match self.draw(epoch, index) {
+            Draw::Sample(i) => self.world.sample_in(Split::Pretrain, i),
+            Draw::Variant { index, slot, shape } => self
+                .world
+                .shape_variant_in(Split::Pretrain, index, slot, shape)
+                .ok_or_else(|| {
+                    burn::data::dataset::DatasetError::new(std::io::Error::other(format!(
+                        "shape variant {shape} of object {slot} of sample {index} is not allowed"
+                    )))
+                })?,
+        };
         Ok(PairItem {
             pixels: self.preprocessor.preprocess(&sample.image),
             caption: sample.caption,
@@ -192,6 +279,7 @@ pub fn pretrain_loader(
     start_epoch: usize,
     num_workers: usize,
     colour_groups: usize,
+    shape_variants: usize,
     device: &Device,
 ) -> Arc<dyn DataLoader<PairBatch>> {
     let epoch = Arc::new(AtomicUsize::new(start_epoch.saturating_sub(1)));
@@ -201,7 +289,8 @@ pub fn pretrain_loader(
         batch_size * steps_per_epoch,
         Arc::clone(&epoch),
     )
-    .with_colour_groups(batch_size, colour_groups);
+    .with_colour_groups(batch_size, colour_groups)
+    .with_shape_variants(shape_variants);
     let inner = DataLoaderBuilder::new(PairBatcher::new(tokenizer))
         .batch_size(batch_size)
         .num_workers(num_workers)
@@ -345,5 +434,65 @@ impl Batcher<LabelledItem, LabelledBatch> for LabelledBatcher {
             shapes: labels(|i| i.shape),
             colours: labels(|i| i.colour),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PretrainConfig;
+
+    fn stream(variants: usize) -> PretrainStream {
+        let config = PretrainConfig::default();
+        let world = Arc::new(SyntheticWorld::new(config.world_config()).expect("valid world"));
+        let preprocessor = Arc::new(
+            ImagePreprocessor::new(vl_data::PreprocessConfig::clip(config.world.image_size))
+                .expect("valid preprocessing"),
+        );
+        PretrainStream::new(world, preprocessor, 64, Arc::new(AtomicUsize::new(1)))
+            .with_shape_variants(variants)
+    }
+
+    #[test]
+    fn shape_variant_groups_differ_only_in_one_shape_and_are_reproducible() {
+        let s = stream(4);
+        let world = Arc::clone(&s.world);
+        let mut seen_variants = 0;
+        for group in 0..16 {
+            let draws: Vec<Draw> = (0..4).map(|m| s.draw(2, group * 4 + m)).collect();
+            assert_eq!(
+                draws,
+                (0..4).map(|m| s.draw(2, group * 4 + m)).collect::<Vec<_>>()
+            );
+            let Draw::Sample(scene) = draws[0] else {
+                panic!("the first member of a group is the scene itself");
+            };
+            let base = world.objects_in(Split::Pretrain, scene);
+            let mut shapes = vec![];
+            for draw in &draws[1..] {
+                match *draw {
+                    Draw::Variant { index, slot, shape } => {
+                        seen_variants += 1;
+                        assert_eq!(index, scene);
+                        let v = world
+                            .shape_variant_in(Split::Pretrain, index, slot, shape)
+                            .expect("drawn variants are allowed");
+                        assert_ne!(shape, base[slot].shape_index);
+                        assert!(!shapes.contains(&shape), "distinct shapes in a group");
+                        shapes.push(shape);
+                        assert_eq!(v.objects[slot].colour, base[slot].colour);
+                    }
+                    Draw::Sample(i) => assert!(i >= FILL_IN_OFFSET),
+                }
+            }
+        }
+        assert!(
+            seen_variants >= 40,
+            "{seen_variants} variants in 16 groups of 4"
+        );
+        // Another epoch draws other scenes.
+        assert_ne!(s.draw(2, 0), s.draw(3, 0));
+        // Off: plain consecutive samples.
+        assert_eq!(stream(0).draw(2, 5), Draw::Sample(64 + 5));
     }
 }

@@ -244,6 +244,7 @@ pub fn pretrain(config: &PretrainConfig, opts: &PretrainOptions) -> Result<Pretr
         start_epoch,
         t.num_workers,
         t.colour_groups,
+        t.shape_variants,
         &train_device,
     );
     let held_out = labelled_images(

@@ -200,6 +200,52 @@ impl SyntheticWorld {
         }
     }
 
+    /// Sample `index` of `split` with the shape of object `slot` replaced by shape number
+    /// `shape_index` of the config: the same layout, colours, sizes, background, caption choices
+    /// and texture, so it differs from `sample_in(split, index)` only in that one shape (and the
+    /// one word naming it). A counterfactual twin: a batch of such twins can only be told apart
+    /// by shape, a hard negative for contrastive pretraining.
+    ///
+    /// `None` when `slot` or `shape_index` is out of range, when the new (shape, colour) pair is
+    /// held out and `split` is not [`Split::HeldOut`], or when it equals the other object's pair.
+    pub fn shape_variant_in(
+        &self,
+        split: Split,
+        index: u64,
+        slot: usize,
+        shape_index: usize,
+    ) -> Option<SyntheticSample> {
+        let (mut scene, mut rng) = self.scene_and_rng(split, index);
+        let colour_index = scene.objects.get(slot)?.colour_index;
+        let shape = *self.config.shapes.get(shape_index)?;
+        let pair = (shape_index, colour_index);
+        if split != Split::HeldOut && self.held_out.contains(&pair) {
+            return None;
+        }
+        let clash = scene
+            .objects
+            .iter()
+            .enumerate()
+            .any(|(i, o)| i != slot && (o.shape_index, o.colour_index) == pair);
+        if clash {
+            return None;
+        }
+        let object = &mut scene.objects[slot];
+        object.shape = shape;
+        object.shape_index = shape_index;
+        let caption = self.caption(&scene, &mut rng);
+        let image = self.render(split, &scene, &mut rng);
+        Some(SyntheticSample {
+            split,
+            index,
+            image,
+            caption,
+            objects: scene.objects,
+            relation: scene.relation,
+            background: scene.background,
+        })
+    }
+
     /// The caption of sample `index` of `split` without rendering its pixels (for text-only
     /// consumers such as tokenizer training); equal to `sample_in(split, index).caption`.
     pub fn caption_in(&self, split: Split, index: u64) -> String {

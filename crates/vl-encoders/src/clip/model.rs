@@ -85,6 +85,21 @@ impl Clip {
             .forward(self.text_model.forward(input_ids))
     }
 
+    /// Projected text features from token embeddings pooled at `positions` (prompt learning).
+    ///
+    /// # Shapes
+    /// - token_embeds: `[n_texts, seq_length, text_width]`
+    /// - positions: `[n_texts]`
+    /// - output: `[n_texts, projection_dim]`
+    pub fn encode_text_embeddings(
+        &self,
+        token_embeds: Tensor<3>,
+        positions: Tensor<1, Int>,
+    ) -> Tensor<2> {
+        self.text_projection
+            .forward(self.text_model.forward_embeddings(token_embeds, positions))
+    }
+
     /// Similarity logits between already-computed features:
     /// `exp(logit_scale) * normalize(image) normalize(text)^T`.
     ///

@@ -74,6 +74,26 @@ impl ClipTextTransformer {
             "input_ids has {seq_length} tokens, the model takes at most {context_length}"
         );
         let tokens = self.embeddings.token_embedding.forward(input_ids);
+        let x = self.hidden_states_from_embeddings(tokens);
+        assert_shape!(x, [batch_size, seq_length, d_model]);
+        x
+    }
+
+    /// Final hidden states from token embeddings instead of ids (prompt learning: CoOp's
+    /// learned context vectors are rows of `token_embeds`). Adds the position embeddings, runs
+    /// the causal encoder and the final LayerNorm.
+    ///
+    /// # Shapes
+    /// - token_embeds: `[batch_size, seq_length, d_model]` with `seq_length <= context_length`
+    /// - output: `[batch_size, seq_length, d_model]`
+    pub fn hidden_states_from_embeddings(&self, token_embeds: Tensor<3>) -> Tensor<3> {
+        let [batch_size, seq_length, _] = token_embeds.dims();
+        let [context_length, d_model] = self.embeddings.position_embedding.weight.dims();
+        assert!(
+            seq_length <= context_length,
+            "the prompt has {seq_length} tokens, the model takes at most {context_length}"
+        );
+        assert_shape!(token_embeds, [batch_size, seq_length, d_model]);
         let positions = self
             .embeddings
             .position_embedding
@@ -81,10 +101,29 @@ impl ClipTextTransformer {
             .val()
             .narrow(0, 0, seq_length)
             .unsqueeze_dim(0);
-        let x = self.encoder.forward(tokens + positions, true);
-        let x = self.final_layer_norm.forward(x);
-        assert_shape!(x, [batch_size, seq_length, d_model]);
-        x
+        let x = self.encoder.forward(token_embeds + positions, true);
+        self.final_layer_norm.forward(x)
+    }
+
+    /// The pooled feature (before the projection) from token embeddings, taken at `positions`
+    /// (for prompts built from token ids `ids`, `pool_positions(ids)`).
+    ///
+    /// # Shapes
+    /// - token_embeds: `[batch_size, seq_length, d_model]`
+    /// - positions: `[batch_size]`
+    /// - output: `[batch_size, d_model]`
+    pub fn forward_embeddings(
+        &self,
+        token_embeds: Tensor<3>,
+        positions: Tensor<1, Int>,
+    ) -> Tensor<2> {
+        let [batch_size, _, d_model] = token_embeds.dims();
+        assert_shape!(positions, [batch_size]);
+        let hidden = self.hidden_states_from_embeddings(token_embeds);
+        let index = positions
+            .reshape([batch_size, 1, 1])
+            .expand([batch_size, 1, d_model]);
+        hidden.gather(1, index).reshape([batch_size, d_model])
     }
 
     /// Position of the pooled token in each sequence.
@@ -109,12 +148,8 @@ impl ClipTextTransformer {
     /// - output: `[batch_size, d_model]`
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<2> {
         let positions = self.pool_positions(input_ids.clone());
-        let hidden = self.hidden_states(input_ids);
-        let [batch_size, _, d_model] = hidden.dims();
-        let index = positions
-            .reshape([batch_size, 1, 1])
-            .expand([batch_size, 1, d_model]);
-        hidden.gather(1, index).reshape([batch_size, d_model])
+        let tokens = self.embeddings.token_embedding.forward(input_ids);
+        self.forward_embeddings(tokens, positions)
     }
 }
 

@@ -88,6 +88,16 @@ impl ClipVisionTransformer {
     /// - pixel_values: `[batch_size, n_channels, height, width]`
     /// - output: `[batch_size, 1 + n_patches, d_model]`
     pub fn embed(&self, pixel_values: Tensor<4>) -> Tensor<3> {
+        self.pre_layernorm.forward(self.embed_tokens(pixel_values))
+    }
+
+    /// Token sequence after the embeddings (class token, patches, positions), before the
+    /// pre-LayerNorm: where visual prompt tuning inserts its tokens.
+    ///
+    /// # Shapes
+    /// - pixel_values: `[batch_size, n_channels, height, width]`
+    /// - output: `[batch_size, 1 + n_patches, d_model]`
+    pub fn embed_tokens(&self, pixel_values: Tensor<4>) -> Tensor<3> {
         let [batch_size, _, _, _] = pixel_values.dims();
         let [height, width] = self.image_size;
         assert_shape!(pixel_values, [batch_size, self.n_channels, height, width]);
@@ -109,7 +119,7 @@ impl ClipVisionTransformer {
             .weight
             .val()
             .unsqueeze_dim(0);
-        self.pre_layernorm.forward(tokens + positions)
+        tokens + positions
     }
 
     /// The pooled image feature: the post-LayerNormed class token (transformers'
@@ -120,6 +130,62 @@ impl ClipVisionTransformer {
     /// - output: `[batch_size, d_model]`
     pub fn forward(&self, pixel_values: Tensor<4>) -> Tensor<2> {
         let tokens = self.encoder.forward(self.embed(pixel_values), false);
+        self.pool(tokens)
+    }
+
+    /// The pooled image feature with visual prompt tokens (VPT, Jia et al. 2022,
+    /// <https://arxiv.org/abs/2203.12119>; the CLIP form of MaPLe, Khattak et al. 2023,
+    /// `trainers/maple.py`): `shallow` prompts are appended after the patch tokens (after the
+    /// position embeddings, before the pre-LayerNorm); `deep[i]`, if given, replaces the prompt
+    /// tokens at the input of layer `i + 1`. With `shallow = None` and no deep prompts this is
+    /// [`Self::forward`].
+    ///
+    /// # Shapes
+    /// - pixel_values: `[batch_size, n_channels, height, width]`
+    /// - shallow: `[n_prompts, d_model]`
+    /// - deep: each `[n_prompts, d_model]`, at most `n_layers - 1` of them
+    /// - output: `[batch_size, d_model]`
+    pub fn forward_prompted(
+        &self,
+        pixel_values: Tensor<4>,
+        shallow: Option<Tensor<2>>,
+        deep: &[Tensor<2>],
+    ) -> Tensor<2> {
+        let Some(shallow) = shallow else {
+            assert!(deep.is_empty(), "deep visual prompts need shallow ones");
+            return self.forward(pixel_values);
+        };
+        let tokens = self.embed_tokens(pixel_values);
+        let [batch_size, n_tokens, d_model] = tokens.dims();
+        let [n_prompts, _] = shallow.dims();
+        assert_shape!(shallow, [n_prompts, d_model]);
+        assert!(
+            deep.len() < self.encoder.layers.len(),
+            "{} deep visual prompts for {} layers (at most one per layer after the first)",
+            deep.len(),
+            self.encoder.layers.len()
+        );
+        let expand = |p: Tensor<2>| {
+            p.unsqueeze_dim::<3>(0)
+                .expand([batch_size, n_prompts, d_model])
+        };
+        let mut x = self
+            .pre_layernorm
+            .forward(Tensor::cat(vec![tokens, expand(shallow)], 1));
+        for (i, layer) in self.encoder.layers.iter().enumerate() {
+            if i > 0
+                && let Some(prompt) = deep.get(i - 1)
+            {
+                assert_shape!(prompt, [n_prompts, d_model]);
+                x = Tensor::cat(vec![x.narrow(1, 0, n_tokens), expand(prompt.clone())], 1);
+            }
+            x = layer.forward(x, false);
+        }
+        self.pool(x)
+    }
+
+    /// Post-LayerNormed class token of the encoder output.
+    fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [batch_size, _, d_model] = tokens.dims();
         let class = tokens.narrow(1, 0, 1).reshape([batch_size, d_model]);
         self.post_layernorm.forward(class)

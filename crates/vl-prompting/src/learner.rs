@@ -1,0 +1,674 @@
+//! Learnable prompts for a frozen CLIP: the text context of CoOp (Zhou et al. 2022,
+//! <https://arxiv.org/abs/2109.01134>, reference KaiyangZhou/CoOp `trainers/coop.py`), the
+//! image-conditional bias of CoCoOp (Zhou et al. 2022, <https://arxiv.org/abs/2203.05557>,
+//! `trainers/cocoop.py`), the Gaussian prompt residual of variational / Bayesian prompt learning
+//! (Derakhshani et al. 2023, <https://arxiv.org/abs/2210.02390>) and visual prompt tokens (VPT,
+//! Jia et al. 2022, <https://arxiv.org/abs/2203.12119>; the multimodal form of MaPLe,
+//! Khattak et al. 2023, `trainers/maple.py`). One [`PromptLearner`] holds whichever of these a
+//! [`PromptConfig`] asks for, so they combine by config.
+//!
+//! The learner holds only trainable parameters. What is constant for a class list (the token
+//! embeddings around the context, the pooling positions) lives in [`ClassPrompts`], built once
+//! per class list and kept on the device: switching from base to novel classes is building
+//! another `ClassPrompts`, not another learner.
+//!
+//! Prompt layout (CoOp): `[SOS] ctx_1 .. ctx_M name tokens . [EOT] pad` with the class token at
+//! the end; `[SOS] name ctx .` in front; `[SOS] ctx_1..ctx_{M/2} name ctx_{M/2+1}..ctx_M .` in the
+//! middle. The features are pooled at the end-of-text token. Sequences are cut after the longest
+//! class's end-of-text token: the text tower is causal, so the cut changes nothing.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig, Relu};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use serde::{Deserialize, Serialize};
+use vl_data::ClipTokenizer;
+use vl_encoders::clip::{Clip, l2_normalize};
+
+use crate::{Error, Result};
+
+/// Where the class name goes relative to the learned context (CoOp's `CLASS_TOKEN_POSITION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassTokenPosition {
+    /// `ctx name .` (the default, as CoOp).
+    #[default]
+    End,
+    /// `ctx[..M/2] name ctx[M/2..] .`
+    Middle,
+    /// `name ctx .`
+    Front,
+}
+
+/// The learned text context (CoOp), optionally image-conditional (CoCoOp) and/or Gaussian
+/// (variational prompt learning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextPromptConfig {
+    /// Number of context vectors `M`. With `ctx_init`, it must equal the phrase's token count.
+    /// Default: `4` (CoOp's few-shot runs use 16, CoCoOp and KgCoOp 4).
+    pub n_ctx: usize,
+    /// Initialise the context from the token embeddings of this phrase (e.g. `"a photo of a"`)
+    /// instead of `N(0, init_std^2)`. Default: `None` (random).
+    pub ctx_init: Option<String>,
+    /// Standard deviation of the random initialisation. Default: `0.02` (CoOp).
+    pub init_std: f64,
+    /// One context per class (CoOp's CSC) instead of one shared context. Class-specific
+    /// contexts cannot be used on classes other than the training ones. Default: `false`.
+    pub class_specific: bool,
+    /// Where the class name goes. Default: [`ClassTokenPosition::End`].
+    pub class_token_position: ClassTokenPosition,
+    /// CoCoOp: a meta-network `Linear-ReLU-Linear` maps the (normalised) image feature to a bias
+    /// added to every context vector, so each image gets its own class prompts. Default: `false`.
+    pub conditional: bool,
+    /// Hidden width of the meta-network is `projection_dim / meta_net_reduction`. Default: `16`
+    /// (CoCoOp).
+    pub meta_net_reduction: usize,
+    /// A Gaussian residual over the context (variational prompt learning). Default: `None`.
+    pub variational: Option<VariationalConfig>,
+}
+
+impl Default for TextPromptConfig {
+    fn default() -> Self {
+        Self {
+            n_ctx: 4,
+            ctx_init: None,
+            init_std: 0.02,
+            class_specific: false,
+            class_token_position: ClassTokenPosition::End,
+            conditional: false,
+            meta_net_reduction: 16,
+            variational: None,
+        }
+    }
+}
+
+/// Variational prompt learning: a residual `r ~ N(mu, diag(sigma^2))` is added to every context
+/// vector. In the CoOp form `mu` and `log sigma^2` are learned vectors; in the CoCoOp form
+/// (`conditional = true`) the meta-network outputs both from the image feature. Training draws
+/// `samples` residuals by reparameterisation and adds `kl_weight * KL(q || N(0, I))` to the loss;
+/// prediction averages the class probabilities over the samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VariationalConfig {
+    /// Monte Carlo samples `L` per step and per prediction. Default: `10` (the paper's L).
+    pub samples: usize,
+    /// Weight of the KL term. Default: `0.001` (the reference configs).
+    pub kl_weight: f64,
+    /// Initial `log sigma^2` of the CoOp form. Default: `-4.0` (sigma ≈ 0.14, small against the
+    /// token embeddings so the prompt starts near its mean).
+    pub init_log_var: f64,
+}
+
+impl Default for VariationalConfig {
+    fn default() -> Self {
+        Self {
+            samples: 10,
+            kl_weight: 0.001,
+            init_log_var: -4.0,
+        }
+    }
+}
+
+/// Learnable tokens in the vision tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisualPromptConfig {
+    /// Prompt tokens per layer. Default: `4`.
+    pub n_tokens: usize,
+    /// Layers with their own prompts: `1` is shallow VPT (input only), `k > 1` deep VPT (fresh
+    /// prompts at the input of layers `1..k`). Default: `1`.
+    pub depth: usize,
+    /// Standard deviation of the initialisation. Default: `0.02`.
+    pub init_std: f64,
+}
+
+impl Default for VisualPromptConfig {
+    fn default() -> Self {
+        Self {
+            n_tokens: 4,
+            depth: 1,
+            init_std: 0.02,
+        }
+    }
+}
+
+/// What a [`PromptLearner`] learns. Both parts may be given (the multimodal form: e.g. CoOp
+/// text context plus VPT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptConfig {
+    /// Text context. Default: CoOp with 4 random context vectors.
+    pub text: Option<TextPromptConfig>,
+    /// Visual prompt tokens. Default: `None`.
+    pub visual: Option<VisualPromptConfig>,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        Self {
+            text: Some(TextPromptConfig::default()),
+            visual: None,
+        }
+    }
+}
+
+/// CoCoOp's meta-network: `Linear(d_in, d_in / r) - ReLU - Linear(d_in / r, d_out)`.
+#[derive(Module, Debug)]
+pub struct MetaNet {
+    /// First layer.
+    pub linear1: Linear,
+    /// Activation.
+    pub relu: Relu,
+    /// Second layer.
+    pub linear2: Linear,
+}
+
+impl MetaNet {
+    /// # Shapes
+    /// - x: `[batch_size, d_in]`
+    /// - output: `[batch_size, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.linear2
+            .forward(self.relu.forward(self.linear1.forward(x)))
+    }
+}
+
+/// The trainable prompt parameters. Everything else (the CLIP weights, the class prompts) is
+/// passed to its methods.
+#[derive(Module, Debug)]
+pub struct PromptLearner {
+    /// Text context (the mean of the Gaussian in the variational form's CoOp variant is a
+    /// separate residual, see `residual_mean`), `[1 | n_classes, n_ctx, text_width]`.
+    pub ctx: Option<Param<Tensor<3>>>,
+    /// CoCoOp meta-network (outputs `text_width`, or `2 * text_width` in the variational form).
+    pub meta_net: Option<MetaNet>,
+    /// Variational CoOp form: mean of the residual, `[text_width]`.
+    pub residual_mean: Option<Param<Tensor<1>>>,
+    /// Variational CoOp form: `log sigma^2` of the residual, `[text_width]`.
+    pub residual_log_var: Option<Param<Tensor<1>>>,
+    /// Visual prompt tokens per layer, each `[n_tokens, vision_width]`.
+    pub visual: Vec<Param<Tensor<2>>>,
+    /// The config it was built from.
+    #[module(skip)]
+    pub config: PromptConfig,
+}
+
+/// The constant parts of the prompts of one class list.
+#[derive(Debug, Clone)]
+pub struct ClassPrompts {
+    /// The class names.
+    pub names: Vec<String>,
+    /// `[n_classes, 1, text_width]`: the start-of-text embedding.
+    prefix: Tensor<3>,
+    /// Per class, `[1, name_len, text_width]`: the class-name token embeddings.
+    names_embedded: Vec<Tensor<3>>,
+    /// Per class, `[1, rest_len, text_width]`: ". [EOT] pad" after the name (End: the whole
+    /// suffix, name included, lives in `suffix`).
+    rest: Vec<Tensor<3>>,
+    /// `[n_classes, seq_len - 1 - n_ctx, text_width]`: everything after the context (End).
+    suffix: Tensor<3>,
+    /// `[n_classes]`: end-of-text positions.
+    positions: Tensor<1, Int>,
+    /// Context length the prompts were built for.
+    n_ctx: usize,
+}
+
+impl ClassPrompts {
+    /// Number of classes.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Always false (a class list has at least one class).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid(
+            "class_names",
+            "non-empty class names",
+            "\"\"",
+        ));
+    }
+    Ok(())
+}
+
+impl PromptConfig {
+    /// Checks the config against the model; every error names its field.
+    pub fn validate(&self, clip: &Clip) -> Result<()> {
+        if self.text.is_none() && self.visual.is_none() {
+            return Err(Error::invalid(
+                "prompt",
+                "a `text` and/or a `visual` section",
+                "neither",
+            ));
+        }
+        if let Some(t) = &self.text {
+            if t.n_ctx == 0 {
+                return Err(Error::invalid("text.n_ctx", "at least 1", 0));
+            }
+            if t.meta_net_reduction == 0 {
+                return Err(Error::invalid("text.meta_net_reduction", "at least 1", 0));
+            }
+            if t.conditional && t.class_specific {
+                return Err(Error::invalid(
+                    "text.class_specific",
+                    "false with text.conditional (CoCoOp shares one context)",
+                    true,
+                ));
+            }
+            if let Some(v) = &t.variational
+                && (v.samples == 0 || v.kl_weight < 0.0 || !v.kl_weight.is_finite())
+            {
+                return Err(Error::invalid(
+                    "text.variational",
+                    "samples >= 1 and a finite kl_weight >= 0",
+                    format!("samples = {}, kl_weight = {}", v.samples, v.kl_weight),
+                ));
+            }
+        }
+        if let Some(v) = &self.visual {
+            let layers = clip.vision_model.encoder.layers.len();
+            if v.n_tokens == 0 || v.depth == 0 || v.depth > layers {
+                return Err(Error::invalid(
+                    "visual",
+                    format!("n_tokens >= 1 and 1 <= depth <= {layers} (the vision layers)"),
+                    format!("n_tokens = {}, depth = {}", v.n_tokens, v.depth),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the learner for `n_classes` training classes (only class-specific contexts depend
+    /// on it) on `device`, with random parts drawn from the device's generator (seed it first).
+    pub fn init(
+        &self,
+        clip: &Clip,
+        tokenizer: &ClipTokenizer,
+        n_classes: usize,
+        device: &Device,
+    ) -> Result<PromptLearner> {
+        self.validate(clip)?;
+        let [_, text_width] = clip.text_model.embeddings.token_embedding.weight.dims();
+        let [_, proj_dim] = clip.text_projection.weight.dims();
+        let vision_width = clip.vision_model.embeddings.class_embedding.dims()[0];
+        let mut learner = PromptLearner {
+            ctx: None,
+            meta_net: None,
+            residual_mean: None,
+            residual_log_var: None,
+            visual: Vec::new(),
+            config: self.clone(),
+        };
+        if let Some(t) = &self.text {
+            let n_sets = if t.class_specific { n_classes } else { 1 };
+            let ctx = match &t.ctx_init {
+                Some(phrase) => {
+                    let ids = tokenizer.encode(phrase)?;
+                    let eot = i64::from(tokenizer.eot_id());
+                    let n = ids.iter().skip(1).position(|&i| i == eot).unwrap_or(0);
+                    if n != t.n_ctx {
+                        return Err(Error::invalid(
+                            "text.ctx_init",
+                            format!("a phrase of text.n_ctx = {} tokens", t.n_ctx),
+                            format!("{phrase:?} ({n} tokens)"),
+                        ));
+                    }
+                    let ids = Tensor::<1, Int>::from_data(
+                        TensorData::new(ids[1..=n].to_vec(), [n]),
+                        device,
+                    );
+                    clip.text_model
+                        .embeddings
+                        .token_embedding
+                        .weight
+                        .val()
+                        .select(0, ids)
+                        .unsqueeze_dim::<3>(0)
+                        .repeat_dim(0, n_sets)
+                        .detach()
+                }
+                None => Tensor::random(
+                    [n_sets, t.n_ctx, text_width],
+                    Distribution::Normal(0.0, t.init_std),
+                    device,
+                ),
+            };
+            learner.ctx = Some(Param::from_tensor(ctx));
+            let variational = t.variational.as_ref();
+            if t.conditional {
+                let hidden = (proj_dim / t.meta_net_reduction).max(1);
+                let out = if variational.is_some() {
+                    2 * text_width
+                } else {
+                    text_width
+                };
+                learner.meta_net = Some(MetaNet {
+                    linear1: LinearConfig::new(proj_dim, hidden).init(device),
+                    relu: Relu::new(),
+                    linear2: LinearConfig::new(hidden, out).init(device),
+                });
+            } else if let Some(v) = variational {
+                learner.residual_mean =
+                    Some(Param::from_tensor(Tensor::zeros([text_width], device)));
+                learner.residual_log_var = Some(Param::from_tensor(
+                    Tensor::ones([text_width], device).mul_scalar(v.init_log_var),
+                ));
+            }
+        }
+        if let Some(v) = &self.visual {
+            learner.visual = (0..v.depth)
+                .map(|_| {
+                    Param::from_tensor(Tensor::random(
+                        [v.n_tokens, vision_width],
+                        Distribution::Normal(0.0, v.init_std),
+                        device,
+                    ))
+                })
+                .collect();
+        }
+        Ok(learner)
+    }
+}
+
+/// The residual of one forward pass: its value per image (or shared) and its KL term.
+#[derive(Debug, Clone)]
+pub struct Residual {
+    /// `[batch_size | 1, text_width]`, added to every context vector.
+    pub value: Tensor<2>,
+    /// `KL(q || N(0, I))`, mean over images (`[1]`), or `None` without a Gaussian.
+    pub kl: Option<Tensor<1>>,
+}
+
+impl PromptLearner {
+    /// Number of context vectors, or `None` without a text prompt.
+    pub fn n_ctx(&self) -> Option<usize> {
+        self.ctx.as_ref().map(|c| c.dims()[1])
+    }
+
+    /// The constant parts of the prompts of `names` (CoOp: `"X X X X name."`).
+    pub fn class_prompts(
+        &self,
+        clip: &Clip,
+        tokenizer: &ClipTokenizer,
+        names: &[String],
+    ) -> Result<ClassPrompts> {
+        let Some(n_ctx) = self.n_ctx() else {
+            return Err(Error::invalid(
+                "prompt.text",
+                "a text prompt to build class prompts for",
+                "none",
+            ));
+        };
+        if names.is_empty() {
+            return Err(Error::invalid("class_names", "at least one class", "none"));
+        }
+        if let Some(ctx) = &self.ctx {
+            let sets = ctx.dims()[0];
+            if sets > 1 && sets != names.len() {
+                return Err(Error::invalid(
+                    "class_names",
+                    format!("the {sets} classes the class-specific context was learned for"),
+                    format!("{} classes", names.len()),
+                ));
+            }
+        }
+        let device = clip.logit_scale.val().device();
+        let placeholder = vec!["X"; n_ctx].join(" ");
+        let eot = i64::from(tokenizer.eot_id());
+        let mut rows = Vec::with_capacity(names.len());
+        let mut name_lens = Vec::with_capacity(names.len());
+        for name in names {
+            check_name(name)?;
+            let name = name.replace('_', " ");
+            let ids = tokenizer.encode(&format!("{placeholder} {name}."))?;
+            let name_ids = tokenizer.encode(&name)?;
+            let name_len = name_ids.iter().skip(1).position(|&i| i == eot).unwrap_or(0);
+            let end = ids.iter().skip(1).position(|&i| i == eot).map(|p| p + 1);
+            match end {
+                Some(end) if end > 1 + n_ctx + name_len => {}
+                _ => {
+                    return Err(Error::invalid(
+                        "class_names",
+                        format!(
+                            "prompts that fit the {} tokens of the text tower",
+                            tokenizer.context_length()
+                        ),
+                        format!("{name:?} with {n_ctx} context tokens"),
+                    ));
+                }
+            }
+            rows.push(ids);
+            name_lens.push(name_len);
+        }
+        let seq_len = rows
+            .iter()
+            .map(|r| r.iter().skip(1).position(|&i| i == eot).unwrap_or(0) + 2)
+            .max()
+            .unwrap_or(2);
+        let n = names.len();
+        let flat: Vec<i64> = rows.iter().flat_map(|r| r[..seq_len].to_vec()).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [n, seq_len]), &device);
+        let positions = clip.text_model.pool_positions(ids.clone());
+        let embedded = clip
+            .text_model
+            .embeddings
+            .token_embedding
+            .forward(ids)
+            .detach();
+        let [_, _, d] = embedded.dims();
+        let prefix = embedded.clone().narrow(1, 0, 1);
+        let suffix = embedded.clone().narrow(1, 1 + n_ctx, seq_len - 1 - n_ctx);
+        let mut names_embedded = Vec::with_capacity(n);
+        let mut rest = Vec::with_capacity(n);
+        for (c, &len) in name_lens.iter().enumerate() {
+            let row = embedded.clone().narrow(0, c, 1);
+            names_embedded.push(row.clone().narrow(1, 1 + n_ctx, len));
+            rest.push(row.narrow(1, 1 + n_ctx + len, seq_len - 1 - n_ctx - len));
+        }
+        let _ = d;
+        Ok(ClassPrompts {
+            names: names.to_vec(),
+            prefix,
+            names_embedded,
+            rest,
+            suffix,
+            positions,
+            n_ctx,
+        })
+    }
+
+    /// The residual added to the context: CoCoOp's meta-network bias, the Gaussian residual
+    /// (sampled with `noise`, or its mean when `noise` is `None`), or zero.
+    ///
+    /// # Shapes
+    /// - image_features: `[batch_size, projection_dim]`, L2-normalised
+    /// - noise: `[batch_size | 1, text_width]` standard normal draws
+    /// - output value: `[batch_size, text_width]` (conditional) or `[1, text_width]`
+    pub fn residual(
+        &self,
+        image_features: Tensor<2>,
+        noise: Option<Tensor<2>>,
+    ) -> Option<Residual> {
+        let text = self.config.text.as_ref()?;
+        let [batch_size, _] = image_features.dims();
+        let gaussian = |mean: Tensor<2>, log_var: Tensor<2>| {
+            let kl = (log_var.clone().exp() + mean.clone().powi_scalar(2) - log_var.clone())
+                .sub_scalar(1.0)
+                .sum_dim(1)
+                .mul_scalar(0.5)
+                .mean();
+            let value = match noise.clone() {
+                Some(eps) => mean + eps * log_var.mul_scalar(0.5).exp(),
+                None => mean,
+            };
+            Residual {
+                value,
+                kl: Some(kl),
+            }
+        };
+        if let Some(meta) = &self.meta_net {
+            let out = meta.forward(image_features);
+            if text.variational.is_some() {
+                let [_, two_d] = out.dims();
+                let d = two_d / 2;
+                let mean = out.clone().narrow(1, 0, d);
+                let log_var = out.narrow(1, d, d);
+                return Some(gaussian(mean, log_var));
+            }
+            return Some(Residual {
+                value: out,
+                kl: None,
+            });
+        }
+        if let (Some(mean), Some(log_var)) = (&self.residual_mean, &self.residual_log_var) {
+            let _ = batch_size;
+            return Some(gaussian(
+                mean.val().unsqueeze_dim(0),
+                log_var.val().unsqueeze_dim(0),
+            ));
+        }
+        None
+    }
+
+    /// Prompt token embeddings for every class, one set per residual row.
+    ///
+    /// # Shapes
+    /// - residual: `[n_sets, text_width]` (or `None`: one set, no residual)
+    /// - output: `[n_sets * n_classes, seq_len, text_width]`, set-major
+    pub fn prompt_embeddings(
+        &self,
+        classes: &ClassPrompts,
+        residual: Option<Tensor<2>>,
+    ) -> Tensor<3> {
+        let ctx = self
+            .ctx
+            .as_ref()
+            .expect("class_prompts checked that there is a text context")
+            .val();
+        let n = classes.len();
+        let [sets, n_ctx, d] = ctx.dims();
+        assert_eq!(
+            n_ctx, classes.n_ctx,
+            "class prompts built for another context length"
+        );
+        // [n_res, n, n_ctx, d]
+        let ctx = ctx.unsqueeze_dim::<4>(0).expand([1, n, n_ctx, d]);
+        let _ = sets;
+        let ctx = match residual {
+            Some(r) => {
+                let [n_res, _] = r.dims();
+                ctx.expand([n_res, n, n_ctx, d]) + r.reshape([n_res, 1, 1, d])
+            }
+            None => ctx,
+        };
+        let [n_res, _, _, _] = ctx.dims();
+        let repeat = |t: Tensor<3>| t.unsqueeze_dim::<4>(0).repeat_dim(0, n_res);
+        let position = self
+            .config
+            .text
+            .as_ref()
+            .map(|t| t.class_token_position)
+            .unwrap_or_default();
+        let prompts = match position {
+            ClassTokenPosition::End => Tensor::cat(
+                vec![
+                    repeat(classes.prefix.clone()),
+                    ctx,
+                    repeat(classes.suffix.clone()),
+                ],
+                2,
+            ),
+            ClassTokenPosition::Front | ClassTokenPosition::Middle => {
+                let per_class: Vec<Tensor<4>> = (0..n)
+                    .map(|c| {
+                        let ctx_c = ctx.clone().narrow(1, c, 1);
+                        let one = |t: Tensor<3>| t.unsqueeze_dim::<4>(0).repeat_dim(0, n_res);
+                        let prefix = one(classes.prefix.clone().narrow(0, c, 1));
+                        let name = one(classes.names_embedded[c].clone());
+                        let rest = one(classes.rest[c].clone());
+                        let parts = if position == ClassTokenPosition::Front {
+                            vec![prefix, name, ctx_c, rest]
+                        } else {
+                            let half = n_ctx / 2;
+                            vec![
+                                prefix,
+                                ctx_c.clone().narrow(2, 0, half),
+                                name,
+                                ctx_c.narrow(2, half, n_ctx - half),
+                                rest,
+                            ]
+                        };
+                        Tensor::cat(parts, 2)
+                    })
+                    .collect();
+                Tensor::cat(per_class, 1)
+            }
+        };
+        let [_, _, seq_len, _] = prompts.dims();
+        prompts.reshape([n_res * n, seq_len, d])
+    }
+
+    /// Unit-norm text features of the learned prompts.
+    ///
+    /// # Shapes
+    /// - residual: `[n_sets, text_width]` or `None`
+    /// - output: `[n_sets (1 without residual), n_classes, projection_dim]`
+    pub fn text_features(
+        &self,
+        clip: &Clip,
+        classes: &ClassPrompts,
+        residual: Option<Tensor<2>>,
+    ) -> Tensor<3> {
+        let prompts = self.prompt_embeddings(classes, residual);
+        let [rows, _, _] = prompts.dims();
+        let n = classes.len();
+        let positions = classes.positions.clone().repeat_dim(0, rows / n);
+        let features = l2_normalize(clip.encode_text_embeddings(prompts, positions));
+        let [_, p] = features.dims();
+        features.reshape([rows / n, n, p])
+    }
+
+    /// Unit-norm image features, through the visual prompts if there are any.
+    ///
+    /// # Shapes
+    /// - pixel_values: `[batch_size, 3, height, width]`
+    /// - output: `[batch_size, projection_dim]`
+    pub fn image_features(&self, clip: &Clip, pixel_values: Tensor<4>) -> Tensor<2> {
+        let pooled = if self.visual.is_empty() {
+            clip.vision_model.forward(pixel_values)
+        } else {
+            let deep: Vec<Tensor<2>> = self.visual[1..].iter().map(|p| p.val()).collect();
+            clip.vision_model
+                .forward_prompted(pixel_values, Some(self.visual[0].val()), &deep)
+        };
+        l2_normalize(clip.visual_projection.forward(pooled))
+    }
+}
+
+/// Logits `exp(logit_scale) * <image, text>` for per-image or shared text features.
+///
+/// # Shapes
+/// - image: `[batch_size, projection_dim]` (unit norm)
+/// - text: `[batch_size | 1, n_classes, projection_dim]` (unit norm)
+/// - output: `[batch_size, n_classes]`
+pub fn prompt_logits(clip: &Clip, image: Tensor<2>, text: Tensor<3>) -> Tensor<2> {
+    let [batch_size, p] = image.dims();
+    let [sets, n, _] = text.dims();
+    let scale = clip.logit_scale.val().exp().reshape([1, 1]);
+    let logits = if sets == 1 {
+        image.matmul(text.reshape([n, p]).transpose())
+    } else {
+        assert_eq!(sets, batch_size, "one text set per image or a shared one");
+        image
+            .unsqueeze_dim::<3>(1)
+            .matmul(text.swap_dims(1, 2))
+            .reshape([batch_size, n])
+    };
+    logits * scale
+}
