@@ -289,10 +289,15 @@ impl Summary {
     /// Writes [`Summary::to_json`] to `dir/vl-<device>.json` atomically (a temporary file in the
     /// same directory, then a rename) and returns the path.
     pub fn write(&self, dir: &Path) -> io::Result<PathBuf> {
+        self.write_named(dir, "vl")
+    }
+
+    /// Like [`Self::write`], to `<dir>/<stem>-<device>.json` (e.g. `vl-prompting-flex.json`).
+    pub fn write_named(&self, dir: &Path, stem: &str) -> io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("vl-{}.json", self.device));
+        let path = dir.join(format!("{stem}-{}.json", self.device));
         let tmp = dir.join(format!(
-            ".vl-{}.json.{}.tmp",
+            ".{stem}-{}.json.{}.tmp",
             self.device,
             std::process::id()
         ));

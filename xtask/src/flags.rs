@@ -31,6 +31,12 @@ COMMANDS:
         `vl pretrain ARGS...`: train a CLIP from scratch on the synthetic world
         [--config experiments/pretrain-tiny.toml] [--out runs/pretrain-tiny] [--resume]
         [--force] [--seed N] [--stop-after-epochs N].
+    prompt [--device D] [--release|--debug] [ARGS]...
+        `vl prompt ARGS...`: one few-shot prompt-learning run, base-to-novel, on the tiny
+        pretrained model (--config experiments/prompt/coop.toml | --preset coop) --out DIR.
+    prompt-sweep [--device D] [--release|--debug] [ARGS]...
+        `vl prompt-sweep ARGS...`: every experiments/prompt/*.toml (or --configs ...) times
+        seeds 1,2,3 (--seeds), then a base/novel/HM table in runs/prompt-b2n/results.md.
     vl [--device D] [--release|--debug] <SUBCOMMAND> [ARGS]...
         Build `vl` for device D and run `vl SUBCOMMAND ARGS...`.
     bench [--device D] [--torch] [-- CRITERION_ARGS...]
@@ -56,7 +62,7 @@ OPTIONS:
         Burn backend: cargo `--no-default-features --features <D>` on vl-cli or vl-bench
         [default: flex].
     --release, --debug
-        Cargo profile of `vl` for embed, pretrain, demo and vl [default: --release; the model code is very
+        Cargo profile of `vl` for embed, pretrain, demo, prompt and vl [default: --release; the model code is very
         slow unoptimised]. bench always uses cargo's optimised bench profile.
 ";
 
@@ -139,6 +145,8 @@ impl Xtask {
             "embed" => Xtask::Vl(Vl::parse(Some("embed"), args)?),
             "pretrain" => Xtask::Vl(Vl::parse(Some("pretrain"), args)?),
             "demo" => Xtask::Vl(Vl::parse(Some("demo"), args)?),
+            "prompt" => Xtask::Vl(Vl::parse(Some("prompt"), args)?),
+            "prompt-sweep" => Xtask::Vl(Vl::parse(Some("prompt-sweep"), args)?),
             "vl" => Xtask::Vl(Vl::parse(None, args)?),
             "bench" => Xtask::Bench(Bench::parse(args)?),
             "ci" => no_args("ci", args, Xtask::Ci(Ci))?,
@@ -329,6 +337,14 @@ mod tests {
                 backend: Backend::Cuda,
                 profile: Profile::Release,
                 args: strings(&["pretrain", "--resume"]),
+            }),
+        );
+        check(
+            &["prompt-sweep", "--seeds", "1,2"],
+            Xtask::Vl(Vl {
+                backend: Backend::Flex,
+                profile: Profile::Release,
+                args: strings(&["prompt-sweep", "--seeds", "1,2"]),
             }),
         );
     }

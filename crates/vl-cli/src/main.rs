@@ -1,13 +1,16 @@
 //! `vl`, the vlkit command line: `embed` (image and text embeddings and CLIP logits from any CLIP
 //! checkpoint — a local Hugging Face or open_clip directory, a bare `.safetensors` file, or a
 //! Hugging Face hub id resolved through the local hub cache), `pretrain` (a CLIP from scratch on
-//! the synthetic world) and `demo` (pretrain or reuse the tiny model, then classify zero-shot).
+//! the synthetic world), `demo` (pretrain or reuse the tiny model, then classify zero-shot),
+//! `prompt` (few-shot prompt learning, base-to-novel) and `prompt-sweep` (methods x seeds, one
+//! table).
 //! `cargo xtask embed|pretrain|demo ...` builds and runs it with the chosen backend feature.
 
 mod device;
 mod embed;
 mod hub;
 mod pretrain;
+mod prompt;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,10 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Pretrain the tiny model (or reuse a finished run) and show zero-shot results.
     Demo(pretrain::DemoArgs),
+    /// Few-shot prompt learning on a pretrained model, base-to-novel (one run).
+    Prompt(prompt::PromptArgs),
+    /// Prompt-learning methods times seeds, then a base/novel/HM table.
+    PromptSweep(prompt::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +44,8 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run(&args),
         Command::Pretrain(args) => pretrain::run_pretrain(&args),
         Command::Demo(args) => pretrain::run_demo(&args),
+        Command::Prompt(args) => prompt::run(&args),
+        Command::PromptSweep(args) => prompt::sweep(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

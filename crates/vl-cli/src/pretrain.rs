@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use clap::Args;
-use vl_data::synthetic::{Split, SyntheticWorld, Task};
+use vl_data::synthetic::{Split, SyntheticWorld, Task, with_article};
 use vl_data::{ClipTokenizer, ImagePreprocessor, PreprocessConfig};
 use vl_train::{PretrainConfig, PretrainOptions, PretrainReport};
 
@@ -133,14 +133,7 @@ pub(crate) fn run_demo(args: &DemoArgs) -> Result<()> {
     let classes = world.class_names(Task::ShapeColour);
     let prompts: Vec<String> = classes
         .iter()
-        .map(|c| {
-            let article = if c.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                "an"
-            } else {
-                "a"
-            };
-            format!("a photo of {article} {c}")
-        })
+        .map(|c| format!("a photo of {}", with_article(c)))
         .collect();
     let text = clip.encode_text(tokenizer.encode_batch(&prompts)?.to_tensor(&device));
     let set = world.classification_set(Task::ShapeColour, Split::HeldOut, args.show)?;

@@ -59,6 +59,7 @@ pub mod image;
 mod json;
 pub mod preprocess;
 mod resize;
+pub mod rng;
 pub mod sampling;
 pub mod synthetic;
 pub mod tokenizer;

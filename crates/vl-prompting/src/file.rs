@@ -100,6 +100,21 @@ pub fn save_prompts(
     let bytes = store
         .get_bytes()
         .map_err(|e| Error::invalid("prompt weights", "serialisable tensors", e))?;
+    // Re-serialised without burn-store's metadata map (hash-ordered), so that the same prompts
+    // always give the same bytes.
+    let bytes = {
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|source| Error::Safetensors {
+                path: weights.clone(),
+                source,
+            })?;
+        let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+            st.tensors().into_iter().collect();
+        safetensors::serialize(tensors, None).map_err(|source| Error::Safetensors {
+            path: weights.clone(),
+            source,
+        })?
+    };
     let info = PromptFileInfo {
         format: PROMPT_FORMAT.to_string(),
         config: learner.config.clone(),
@@ -157,7 +172,7 @@ pub fn load_prompts(
     let device = clip.logit_scale.val().device();
     let mut learner = info
         .config
-        .init(clip, tokenizer, info.class_names.len(), &device)?;
+        .init(clip, tokenizer, info.class_names.len(), 0, &device)?;
     let bytes = std::fs::read(&weights).map_err(|source| Error::Io {
         path: weights.clone(),
         source,

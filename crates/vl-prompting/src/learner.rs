@@ -20,9 +20,9 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 use vl_data::ClipTokenizer;
+use vl_data::rng::HostRng;
 use vl_encoders::clip::{Clip, l2_normalize};
 
 use crate::{Error, Result};
@@ -133,19 +133,20 @@ impl Default for VisualPromptConfig {
     }
 }
 
-/// What a [`PromptLearner`] learns. Both parts may be given (the multimodal form: e.g. CoOp
-/// text context plus VPT).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a [`PromptLearner`] learns: a text context, visual prompt tokens, or both (the
+/// multimodal form: e.g. CoOp context plus VPT). At least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptConfig {
-    /// Text context. Default: CoOp with 4 random context vectors.
+    /// Text context. Default: `None`.
     pub text: Option<TextPromptConfig>,
     /// Visual prompt tokens. Default: `None`.
     pub visual: Option<VisualPromptConfig>,
 }
 
-impl Default for PromptConfig {
-    fn default() -> Self {
+impl PromptConfig {
+    /// CoOp with the default [`TextPromptConfig`] (4 random context vectors).
+    pub fn coop() -> Self {
         Self {
             text: Some(TextPromptConfig::default()),
             visual: None,
@@ -285,14 +286,17 @@ impl PromptConfig {
     }
 
     /// Builds the learner for `n_classes` training classes (only class-specific contexts depend
-    /// on it) on `device`, with random parts drawn from the device's generator (seed it first).
+    /// on it) on `device`; its random parts are drawn from `seed` alone. Meta-network layers are
+    /// initialised as PyTorch's `nn.Linear` (`U(-1/sqrt(fan_in), 1/sqrt(fan_in))`).
     pub fn init(
         &self,
         clip: &Clip,
         tokenizer: &ClipTokenizer,
         n_classes: usize,
+        seed: u64,
         device: &Device,
     ) -> Result<PromptLearner> {
+        let mut rng = HostRng::new(seed);
         self.validate(clip)?;
         let [_, text_width] = clip.text_model.embeddings.token_embedding.weight.dims();
         let [_, proj_dim] = clip.text_projection.weight.dims();
@@ -333,11 +337,7 @@ impl PromptConfig {
                         .repeat_dim(0, n_sets)
                         .detach()
                 }
-                None => Tensor::random(
-                    [n_sets, t.n_ctx, text_width],
-                    Distribution::Normal(0.0, t.init_std),
-                    device,
-                ),
+                None => rng.normal_tensor([n_sets, t.n_ctx, text_width], t.init_std, device),
             };
             learner.ctx = Some(Param::from_tensor(ctx));
             let variational = t.variational.as_ref();
@@ -348,10 +348,24 @@ impl PromptConfig {
                 } else {
                     text_width
                 };
+                let mut linear = |d_in: usize, d_out: usize| {
+                    let mut layer = LinearConfig::new(d_in, d_out).init(device);
+                    let bound = 1.0 / (d_in as f64).sqrt();
+                    layer.weight =
+                        Param::from_tensor(rng.uniform_tensor([d_in, d_out], bound, device));
+                    layer.bias = Some(Param::from_tensor(rng.uniform_tensor(
+                        [d_out],
+                        bound,
+                        device,
+                    )));
+                    layer
+                };
+                let linear1 = linear(proj_dim, hidden);
+                let linear2 = linear(hidden, out);
                 learner.meta_net = Some(MetaNet {
-                    linear1: LinearConfig::new(proj_dim, hidden).init(device),
+                    linear1,
                     relu: Relu::new(),
-                    linear2: LinearConfig::new(hidden, out).init(device),
+                    linear2,
                 });
             } else if let Some(v) = variational {
                 learner.residual_mean =
@@ -364,9 +378,9 @@ impl PromptConfig {
         if let Some(v) = &self.visual {
             learner.visual = (0..v.depth)
                 .map(|_| {
-                    Param::from_tensor(Tensor::random(
+                    Param::from_tensor(rng.normal_tensor(
                         [v.n_tokens, vision_width],
-                        Distribution::Normal(0.0, v.init_std),
+                        v.init_std,
                         device,
                     ))
                 })

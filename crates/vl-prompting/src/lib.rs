@@ -13,6 +13,7 @@
 mod error;
 pub mod file;
 pub mod learner;
+pub mod lfa;
 pub mod model;
 pub mod objective;
 pub mod templates;
@@ -23,6 +24,11 @@ pub use learner::{
     ClassPrompts, ClassTokenPosition, PromptConfig, PromptLearner, TextPromptConfig,
     VariationalConfig, VisualPromptConfig,
 };
-pub use model::{PromptTask, TaskTemplates, loss, predict, sample_noise};
+pub use lfa::{LfaConfig, procrustes};
+pub use model::{
+    ClassText, PromptTask, TaskTemplates, loss, loss_from_features, predict, predict_from_features,
+    sample_noise,
+};
 pub use objective::{LossTerms, ObjectiveConfig};
 pub use templates::{Templates, class_text_features};
+pub use vl_data::rng::HostRng;

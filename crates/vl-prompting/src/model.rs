@@ -7,8 +7,8 @@
 //! features of frozen prompts are cached, never recomputed per step).
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use vl_data::ClipTokenizer;
+use vl_data::rng::HostRng;
 use vl_encoders::clip::Clip;
 
 use crate::learner::{ClassPrompts, PromptLearner, prompt_logits};
@@ -22,8 +22,9 @@ use crate::{Error, Result};
 /// The constants of one classification task for one learner.
 #[derive(Debug, Clone)]
 pub struct PromptTask {
-    /// Prompts of the classes images are classified into.
-    pub classes: ClassPrompts,
+    /// The classifier: learned prompts of the classes, or (a learner without text context, e.g.
+    /// visual prompts only) fixed hand-crafted class features `[n_classes, proj]`.
+    pub classes: ClassText,
     /// KgCoOp targets: hand-crafted unit-norm features of the classes, `[n_classes, proj]`.
     pub handcrafted: Option<Tensor<2>>,
     /// LASP: prompts of the classes followed by the virtual classes, and the per-template
@@ -31,9 +32,23 @@ pub struct PromptTask {
     pub lasp: Option<(ClassPrompts, Tensor<3>)>,
 }
 
+/// The text side of the classifier.
+// One per task, built once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum ClassText {
+    /// Class prompts around the learned context.
+    Learned(ClassPrompts),
+    /// Fixed unit-norm class features (the zero-shot classifier), `[n_classes, proj]`.
+    Fixed(Tensor<2>),
+}
+
 /// Hand-crafted prompts for the regularisers.
 #[derive(Debug, Clone)]
 pub struct TaskTemplates {
+    /// The ensemble that classifies when the learner has no text context (visual prompts
+    /// only).
+    pub classifier: Templates,
     /// KgCoOp's hand-crafted prompt (its code: the dataset's CoOp template, "a photo of a {}."
     /// for most); an ensemble is averaged.
     pub kgcoop: Templates,
@@ -47,6 +62,7 @@ pub struct TaskTemplates {
 impl Default for TaskTemplates {
     fn default() -> Self {
         Self {
+            classifier: Templates::imagenet_select(),
             kgcoop: Templates::new(["a photo of a {}."]).expect("valid template"),
             lasp: Templates::imagenet_select(),
             virtual_classes: Vec::new(),
@@ -64,7 +80,23 @@ impl PromptTask {
         objective: &ObjectiveConfig,
         templates: &TaskTemplates,
     ) -> Result<Self> {
-        let classes = learner.class_prompts(clip, tokenizer, class_names)?;
+        let classes = if learner.ctx.is_some() {
+            ClassText::Learned(learner.class_prompts(clip, tokenizer, class_names)?)
+        } else {
+            if objective.kgcoop_weight > 0.0 || objective.lasp_weight > 0.0 {
+                return Err(Error::invalid(
+                    "objective",
+                    "no KgCoOp or LASP term without a learned text context",
+                    format!(
+                        "kgcoop_weight = {}, lasp_weight = {}",
+                        objective.kgcoop_weight, objective.lasp_weight
+                    ),
+                ));
+            }
+            ClassText::Fixed(
+                class_text_features(clip, tokenizer, class_names, &templates.classifier)?.detach(),
+            )
+        };
         let handcrafted = if objective.kgcoop_weight > 0.0 {
             Some(class_text_features(clip, tokenizer, class_names, &templates.kgcoop)?.detach())
         } else {
@@ -115,9 +147,14 @@ impl PromptTask {
 }
 
 /// Standard-normal draws for the variational residual: `samples` tensors of
-/// `[batch_size | 1, text_width]` (per image in the conditional form), from the device's
-/// generator. Empty without a Gaussian.
-pub fn sample_noise(learner: &PromptLearner, batch_size: usize, device: &Device) -> Vec<Tensor<2>> {
+/// `[batch_size | 1, text_width]` (per image in the conditional form), from `rng`. Empty
+/// without a Gaussian.
+pub fn sample_noise(
+    learner: &PromptLearner,
+    batch_size: usize,
+    rng: &mut HostRng,
+    device: &Device,
+) -> Vec<Tensor<2>> {
     let Some(text) = &learner.config.text else {
         return Vec::new();
     };
@@ -130,7 +167,7 @@ pub fn sample_noise(learner: &PromptLearner, batch_size: usize, device: &Device)
     let d = ctx.dims()[2];
     let rows = if text.conditional { batch_size } else { 1 };
     (0..v.samples)
-        .map(|_| Tensor::random([rows, d], Distribution::Normal(0.0, 1.0), device))
+        .map(|_| rng.normal_tensor([rows, d], 1.0, device))
         .collect()
 }
 
@@ -139,14 +176,19 @@ pub fn sample_noise(learner: &PromptLearner, batch_size: usize, device: &Device)
 fn logits_per_sample(
     clip: &Clip,
     learner: &PromptLearner,
-    classes: &ClassPrompts,
-    pixel_values: Tensor<4>,
+    classes: &ClassText,
+    image: Tensor<2>,
     noise: &[Tensor<2>],
 ) -> (Vec<Tensor<2>>, Option<Tensor<1>>) {
-    let image = learner.image_features(clip, pixel_values);
-    if learner.ctx.is_none() {
-        unreachable!("class prompts exist only with a text context");
-    }
+    let classes = match classes {
+        ClassText::Learned(prompts) => prompts,
+        ClassText::Fixed(text) => {
+            return (
+                vec![prompt_logits(clip, image, text.clone().unsqueeze_dim(0))],
+                None,
+            );
+        }
+    };
     let draws: Vec<Option<Tensor<2>>> = if noise.is_empty() {
         vec![None]
     } else {
@@ -181,7 +223,25 @@ pub fn predict(
     pixel_values: Tensor<4>,
     noise: &[Tensor<2>],
 ) -> Tensor<2> {
-    let (logits, _) = logits_per_sample(clip, learner, &task.classes, pixel_values, noise);
+    let image = learner.image_features(clip, pixel_values);
+    predict_from_features(clip, learner, task, image, noise)
+}
+
+/// [`predict`] from unit-norm image features already computed by
+/// [`PromptLearner::image_features`] (without visual prompts they do not depend on the learner
+/// and can be computed once).
+///
+/// # Shapes
+/// - image_features: `[batch_size, projection_dim]`
+/// - output: `[batch_size, n_classes]`
+pub fn predict_from_features(
+    clip: &Clip,
+    learner: &PromptLearner,
+    task: &PromptTask,
+    image_features: Tensor<2>,
+    noise: &[Tensor<2>],
+) -> Tensor<2> {
+    let (logits, _) = logits_per_sample(clip, learner, &task.classes, image_features, noise);
     average_probabilities(logits)
 }
 
@@ -212,7 +272,25 @@ pub fn loss(
     targets: Tensor<1, Int>,
     noise: &[Tensor<2>],
 ) -> LossTerms {
-    let (logits, kl) = logits_per_sample(clip, learner, &task.classes, pixel_values, noise);
+    let image = learner.image_features(clip, pixel_values);
+    loss_from_features(clip, learner, task, objective, image, targets, noise)
+}
+
+/// [`loss`] from unit-norm image features (see [`predict_from_features`]).
+///
+/// # Shapes
+/// - image_features: `[batch_size, projection_dim]`
+/// - targets: `[batch_size]`
+pub fn loss_from_features(
+    clip: &Clip,
+    learner: &PromptLearner,
+    task: &PromptTask,
+    objective: &ObjectiveConfig,
+    image_features: Tensor<2>,
+    targets: Tensor<1, Int>,
+    noise: &[Tensor<2>],
+) -> LossTerms {
+    let (logits, kl) = logits_per_sample(clip, learner, &task.classes, image_features, noise);
     let n_draws = logits.len() as f64;
     let ce_loss = cross_entropy(objective.label_smoothing);
     let ce = logits
@@ -223,7 +301,10 @@ pub fn loss(
         .div_scalar(n_draws);
     let mut total = ce.clone();
     let kgcoop = task.handcrafted.as_ref().map(|h| {
-        let learned = rest_features(clip, learner, &task.classes);
+        let ClassText::Learned(classes) = &task.classes else {
+            unreachable!("PromptTask::new refuses KgCoOp without a text context");
+        };
+        let learned = rest_features(clip, learner, classes);
         kgcoop_distance(learned, h.clone())
     });
     if let Some(k) = &kgcoop {

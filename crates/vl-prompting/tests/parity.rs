@@ -168,6 +168,7 @@ fn every_prompt_learner_matches_pytorch_loss_and_gradients() {
     let (clip, tokenizer) = setup(&device);
     let classes: Vec<String> = serde_json::from_value(r.json["classes"].clone()).unwrap();
     let templates = TaskTemplates {
+        classifier: Templates::imagenet_select(),
         kgcoop: Templates::new([r.json["kgcoop_template"].as_str().unwrap()]).unwrap(),
         lasp: Templates::new(
             r.json["lasp_templates"]
@@ -191,7 +192,7 @@ fn every_prompt_learner_matches_pytorch_loss_and_gradients() {
             .unwrap_or_default();
         let config: PromptConfig = serde_json::from_value(cfg).unwrap();
         let mut learner = config
-            .init(&clip, &tokenizer, classes.len(), &device)
+            .init(&clip, &tokenizer, classes.len(), 0, &device)
             .unwrap();
         if case == "coop_init_front" {
             // The phrase initialisation is the phrase's token embeddings.

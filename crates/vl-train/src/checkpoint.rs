@@ -66,18 +66,25 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
 
 /// The latest epoch with a model, optimiser and scheduler checkpoint in `dir`, if any.
 pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
+    last_complete_epoch_of(dir, &RECORD_KINDS)
+}
+
+/// The latest epoch with a checkpoint of every one of `kinds` in `dir` (the first kind's files
+/// list the candidate epochs), if any.
+pub fn last_complete_epoch_of(dir: &Path, kinds: &[&str]) -> Option<usize> {
+    let first = format!("{}-", kinds.first()?);
     let entries = std::fs::read_dir(dir).ok()?;
     let mut epochs: Vec<usize> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
-            let epoch = name.strip_prefix("model-")?.strip_suffix(".bpk")?;
+            let epoch = name.strip_prefix(&first)?.strip_suffix(".bpk")?;
             epoch.parse().ok()
         })
         .collect();
     epochs.sort_unstable();
     epochs.into_iter().rev().find(|&epoch| {
-        RECORD_KINDS
+        kinds
             .iter()
             .all(|kind| checkpoint_path(dir, kind, epoch).is_file())
     })

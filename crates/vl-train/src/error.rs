@@ -60,6 +60,9 @@ pub enum Error {
     /// burn-train stopped with an error.
     #[error("training failed: {0}")]
     Training(String),
+    /// Prompt learning failed (config, class list, prompt file).
+    #[error(transparent)]
+    Prompting(Box<vl_prompting::Error>),
 }
 
 impl Error {
@@ -87,3 +90,9 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<vl_prompting::Error> for Error {
+    fn from(e: vl_prompting::Error) -> Self {
+        Self::Prompting(Box::new(e))
+    }
+}

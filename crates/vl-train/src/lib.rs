@@ -19,6 +19,7 @@ pub mod data;
 mod error;
 pub mod model;
 pub mod pretrain;
+pub mod prompt;
 pub mod renderer;
 pub mod report;
 pub mod tokenizer;

@@ -20,7 +20,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use vl_data::ClipTokenizer;
-use vl_data::synthetic::{SyntheticWorld, Task};
+use vl_data::synthetic::{SyntheticWorld, Task, with_article};
 use vl_encoders::clip::{Clip, l2_normalize};
 
 use crate::data::tokenize_trimmed;
@@ -48,23 +48,14 @@ impl ZeroShotPrompts {
         for template in templates {
             for shape in &shapes {
                 for colour in &colours {
-                    let article = if colour.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                        "an"
-                    } else {
-                        "a"
-                    };
-                    texts.push(template.replacen("{}", &format!("{article} {colour} {shape}"), 1));
+                    let phrase = with_article(&format!("{colour} {shape}"));
+                    texts.push(template.replacen("{}", &phrase, 1));
                 }
             }
         }
         for template in templates {
             for shape in &shapes {
-                let article = if shape.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                    "an"
-                } else {
-                    "a"
-                };
-                texts.push(template.replacen("{}", &format!("{article} {shape}"), 1));
+                texts.push(template.replacen("{}", &with_article(shape), 1));
             }
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

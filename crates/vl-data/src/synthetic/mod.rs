@@ -39,4 +39,4 @@ pub use config::{
 };
 pub use folder::ImageFolderSummary;
 pub use task::Task;
-pub use world::{ObjectSpec, Split, SyntheticSample, SyntheticWorld};
+pub use world::{ObjectSpec, Split, SyntheticSample, SyntheticWorld, with_article};

@@ -124,6 +124,11 @@ pub(crate) fn article(word: &str) -> &'static str {
     }
 }
 
+/// `words` with the indefinite article the captions use (`"an orange circle"`, `"a ring"`).
+pub fn with_article(words: &str) -> String {
+    format!("{} {words}", article(words))
+}
+
 /// The procedural world: a validated config plus precomputed (shape, colour) pair lists.
 #[derive(Debug, Clone)]
 pub struct SyntheticWorld {

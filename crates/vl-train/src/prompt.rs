@@ -1,0 +1,1058 @@
+//! Few-shot prompt learning on a frozen CLIP, base-to-novel protocol (Zhou et al. 2022, CoCoOp
+//! §4.1): train on `shots` images of each base class, test on base and on novel classes, report
+//! the harmonic mean. One loop for every method of `vl-prompting` (the method is the
+//! [`PromptConfig`] + [`ObjectiveConfig`] of the run's config; named presets carry each paper's
+//! ViT-B/16 hyper-parameters).
+//!
+//! The loop: SGD with momentum (or AdamW), Dassl's schedule (one constant warm-up epoch at
+//! `warmup_lr`, then cosine over the remaining epochs, stepped per epoch), the seed fixing the
+//! shots, the initialisation, the batch order and every Monte Carlo draw. After every epoch the
+//! learner's parameters and the optimiser state (nothing of the frozen CLIP) are checkpointed
+//! atomically; `resume` continues from the last complete epoch with bit-identical results.
+//! Without visual prompts the image features do not depend on the learner and are computed
+//! once; the hand-crafted text features of the regularisers are computed once per run.
+//!
+//! Data: the synthetic world of the pretraining run that produced the model (its `run.toml`),
+//! one-object images; a class's images come from the evaluation split, or from the held-out
+//! split for the shape-colour pairs never shown in pretraining. Test images are the first
+//! `test_per_class` of each class (the same for every seed); training shots are drawn from a
+//! disjoint, seed-dependent index range.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
+use burn::prelude::*;
+use burn::train::checkpoint::Checkpointer;
+use serde::{Deserialize, Serialize};
+use vl_data::synthetic::{Split, SyntheticWorld, Task};
+use vl_data::{ClipTokenizer, ImagePreprocessor, PreprocessConfig};
+use vl_encoders::clip::Clip;
+use vl_prompting::model::{
+    PromptTask, TaskTemplates, loss_from_features, predict_from_features, sample_noise,
+};
+use vl_prompting::{
+    HostRng, LfaConfig, ObjectiveConfig, PromptConfig, PromptLearner, Templates, TextPromptConfig,
+    VariationalConfig, VisualPromptConfig, class_text_features, model_fingerprint, procrustes,
+    save_prompts,
+};
+
+use crate::atomic::{read_json, write_json_atomic};
+use crate::checkpoint::AtomicCheckpointer;
+use crate::config::PretrainConfig;
+use crate::{Error, Result};
+
+/// Which optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// SGD with momentum (CoOp, CoCoOp, KgCoOp, ...).
+    Sgd,
+    /// AdamW.
+    AdamW,
+}
+
+/// `[optim]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSection {
+    /// The optimiser. Default: `sgd`.
+    pub kind: OptimizerKind,
+    /// Peak learning rate. Default: `0.002` (CoOp).
+    pub lr: f64,
+    /// SGD momentum. Default: `0.9`.
+    pub momentum: f64,
+    /// Weight decay (L2 for SGD, decoupled for AdamW). Default: `5e-4` (Dassl).
+    pub weight_decay: f64,
+    /// Epochs. Default: `10`.
+    pub epochs: usize,
+    /// Images per step. Default: `32`.
+    pub batch_size: usize,
+    /// Constant warm-up epochs at `warmup_lr` before the cosine. Default: `1`.
+    pub warmup_epochs: usize,
+    /// Warm-up learning rate. Default: `1e-5`.
+    pub warmup_lr: f64,
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Sgd,
+            lr: 0.002,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            epochs: 10,
+            batch_size: 32,
+            warmup_epochs: 1,
+            warmup_lr: 1e-5,
+        }
+    }
+}
+
+impl OptimSection {
+    /// Dassl's per-epoch schedule: `warmup_lr` for the warm-up epochs, then
+    /// `lr * (1 + cos(pi * t / T)) / 2` with `t` counting epochs after the warm-up.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        if epoch <= self.warmup_epochs {
+            return self.warmup_lr;
+        }
+        let t = (epoch - 1 - self.warmup_epochs) as f64;
+        let total = self.epochs.saturating_sub(self.warmup_epochs).max(1) as f64;
+        0.5 * self.lr * (1.0 + (std::f64::consts::PI * t / total).cos())
+    }
+}
+
+/// A prompt-learning run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptRunConfig {
+    /// The method's name, for tables. Default: `"coop"`.
+    pub method: String,
+    /// Seed of every random choice. Default: `1`.
+    pub seed: u64,
+    /// The pretrained model directory (a finished `vl pretrain` run). Default:
+    /// `runs/pretrain-tiny`.
+    pub model: PathBuf,
+    /// The synthetic-world task. Default: `shape_colour` (64 classes).
+    pub task: Task,
+    /// Training images per base class. Default: `16`.
+    pub shots: usize,
+    /// Test images per class. Default: `16`.
+    pub test_per_class: usize,
+    /// The learnable prompts. Default: CoOp with 4 random context vectors (a `[prompt]` table
+    /// replaces it whole).
+    pub prompt: PromptConfig,
+    /// Extra loss terms.
+    pub objective: ObjectiveConfig,
+    /// KgCoOp's hand-crafted template. Default: `"a photo of {}"` (a template of the world's
+    /// captions; class names come with their article, `"an orange circle"`).
+    pub kgcoop_template: String,
+    /// LASP's hand-crafted templates; also the zero-shot ensemble. Default: the five
+    /// evaluation templates of the tiny pretraining run.
+    pub templates: Vec<String>,
+    /// LASP's virtual classes (names with no images). Default: none.
+    pub virtual_classes: Vec<String>,
+    /// The optimiser.
+    pub optim: OptimSection,
+    /// Run LFA instead of a prompt learner (`prompt` and `objective` are then unused).
+    /// Default: `None`.
+    pub lfa: Option<LfaConfig>,
+}
+
+impl Default for PromptRunConfig {
+    fn default() -> Self {
+        Self {
+            method: "coop".into(),
+            seed: 1,
+            model: PathBuf::from("runs/pretrain-tiny"),
+            task: Task::ShapeColour,
+            shots: 16,
+            test_per_class: 16,
+            prompt: PromptConfig::coop(),
+            objective: ObjectiveConfig::default(),
+            kgcoop_template: "a photo of {}".into(),
+            templates: [
+                "{}",
+                "a photo of {}",
+                "there is {}",
+                "an image of {}",
+                "a picture of {}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            virtual_classes: Vec::new(),
+            optim: OptimSection::default(),
+            lfa: None,
+        }
+    }
+}
+
+/// The methods with a preset.
+pub const PRESETS: [&str; 7] = [
+    "coop",
+    "cocoop",
+    "kgcoop",
+    "lasp",
+    "variational",
+    "vpt",
+    "maple",
+];
+
+impl PromptRunConfig {
+    /// A method with its paper's ViT-B/16 hyper-parameters (CoOp `vit_b16.yaml`: M = 16,
+    /// batch 32, lr 0.002, 200 epochs (50 for ImageNet); CoCoOp `vit_b16_c4_ep10_batch1_ctxv1`:
+    /// M = 4 from "a photo of a", batch 1, 10 epochs; KgCoOp `vit_b16_ep100_ctxv1`: M = 4 from
+    /// "a photo of a", W = 8, batch 128, 100 epochs; LASP (paper §4): CoOp's context with the
+    /// text-to-text term at weight 1; variational (Derakhshani et al. configs): M = 4, L = 10,
+    /// KL weight 0.001, batch 1, 10 epochs; VPT-deep and the MaPLe-style multimodal form: 2
+    /// tokens, depth 9 (capped at the model's depth), batch 4, lr 0.0035, 5 epochs). All use SGD
+    /// with one warm-up epoch at 1e-5 and a cosine schedule.
+    pub fn paper_preset(method: &str) -> Result<Self> {
+        let mut c = Self {
+            method: method.to_string(),
+            ..Self::default()
+        };
+        let photo = |n_ctx| TextPromptConfig {
+            n_ctx,
+            ctx_init: Some("a photo of a".into()),
+            ..TextPromptConfig::default()
+        };
+        match method {
+            "coop" => {
+                c.prompt.text = Some(TextPromptConfig {
+                    n_ctx: 16,
+                    ..TextPromptConfig::default()
+                });
+                c.optim.epochs = 200;
+            }
+            "cocoop" => {
+                c.prompt.text = Some(TextPromptConfig {
+                    conditional: true,
+                    ..photo(4)
+                });
+                c.optim.batch_size = 1;
+            }
+            "kgcoop" => {
+                c.prompt.text = Some(photo(4));
+                c.objective.kgcoop_weight = 8.0;
+                c.optim.batch_size = 128;
+                c.optim.epochs = 100;
+            }
+            "lasp" => {
+                c.prompt.text = Some(photo(4));
+                c.objective.lasp_weight = 1.0;
+                c.optim.epochs = 50;
+            }
+            "variational" => {
+                c.prompt.text = Some(TextPromptConfig {
+                    variational: Some(VariationalConfig::default()),
+                    ..photo(4)
+                });
+                c.optim.batch_size = 1;
+            }
+            "vpt" | "maple" => {
+                c.prompt.text = (method == "maple").then(|| photo(4));
+                c.prompt.visual = Some(VisualPromptConfig {
+                    n_tokens: 2,
+                    depth: 9,
+                    ..VisualPromptConfig::default()
+                });
+                c.optim.batch_size = 4;
+                c.optim.lr = 0.0035;
+                c.optim.epochs = 5;
+            }
+            other => {
+                return Err(Error::InvalidConfig {
+                    field: "method".into(),
+                    expected: format!("one of {}", PRESETS.join(", ")),
+                    found: other.into(),
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, expected: &str, found: String| {
+            Err(Error::InvalidConfig {
+                field: field.into(),
+                expected: expected.into(),
+                found,
+            })
+        };
+        if self.shots == 0 {
+            return invalid("shots", "at least 1", "0".into());
+        }
+        if self.test_per_class == 0 {
+            return invalid("test_per_class", "at least 1", "0".into());
+        }
+        if self.optim.epochs == 0 || self.optim.batch_size == 0 {
+            return invalid(
+                "optim",
+                "epochs >= 1 and batch_size >= 1",
+                format!(
+                    "epochs {}, batch_size {}",
+                    self.optim.epochs, self.optim.batch_size
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Accuracy (%) on base and novel classes and their harmonic mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BaseNovel {
+    /// Base-class accuracy (%), classifying among base classes.
+    pub base: f64,
+    /// Novel-class accuracy (%), classifying among novel classes.
+    pub novel: f64,
+    /// Harmonic mean.
+    pub hm: f64,
+}
+
+impl BaseNovel {
+    fn new(base: f64, novel: f64) -> Self {
+        let hm = if base + novel > 0.0 {
+            2.0 * base * novel / (base + novel)
+        } else {
+            0.0
+        };
+        Self { base, novel, hm }
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptEpoch {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean total loss.
+    pub loss: f64,
+    /// Training accuracy (%) on the shots.
+    pub train_accuracy: f64,
+}
+
+/// What a finished run reports (`report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptReport {
+    /// The config.
+    pub config: PromptRunConfig,
+    /// Fingerprint of the base model.
+    pub base_model: String,
+    /// Backend name.
+    pub backend: String,
+    /// Float type.
+    pub dtype: String,
+    /// Git revision of the code.
+    pub git_revision: String,
+    /// Zero-shot accuracy with the hand-crafted ensemble.
+    pub zero_shot: BaseNovel,
+    /// Accuracy with the learned prompts.
+    pub learned: BaseNovel,
+    /// Trainable parameters.
+    pub trainable_parameters: usize,
+    /// Per-epoch history.
+    pub history: Vec<PromptEpoch>,
+    /// Training seconds (this invocation).
+    pub seconds: f64,
+}
+
+/// How to run a prompt run.
+#[derive(Debug, Clone)]
+pub struct PromptOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Continue an interrupted run.
+    pub resume: bool,
+    /// Compute device (autodiff is added for training).
+    pub device: Device,
+    /// Backend name for the report.
+    pub backend: String,
+    /// Git revision for the report.
+    pub git_revision: String,
+    /// Stop after this many epochs of this invocation (for interrupting on purpose).
+    pub stop_after_epochs: Option<usize>,
+    /// Print progress.
+    pub verbose: bool,
+}
+
+/// Labelled images of one class list: preprocessed pixels, labels.
+struct Images {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    size: usize,
+}
+
+impl Images {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn batch(&self, idx: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let per = 3 * self.size * self.size;
+        let mut px = Vec::with_capacity(idx.len() * per);
+        for &i in idx {
+            px.extend_from_slice(&self.pixels[i * per..(i + 1) * per]);
+        }
+        let labels: Vec<i64> = idx.iter().map(|&i| self.labels[i]).collect();
+        (
+            Tensor::from_data(
+                TensorData::new(px, [idx.len(), 3, self.size, self.size]),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
+        )
+    }
+}
+
+/// SplitMix64 step.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `per_class` one-object images of each class in `classes` (task labels), scanning world
+/// indices from `start`; relabelled to positions in `classes`.
+fn class_images(
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    task: Task,
+    classes: &[usize],
+    per_class: usize,
+    start: u64,
+) -> Result<Images> {
+    let names = world.class_names(task);
+    let mut picked: Vec<Vec<(Split, u64)>> = vec![Vec::new(); classes.len()];
+    for split in [Split::Eval, Split::HeldOut] {
+        let mut index = start;
+        let limit = start + 400 * (per_class as u64) * (names.len() as u64);
+        while index < limit && picked.iter().any(|p| p.len() < per_class) {
+            let sample_objects = world.objects_in(split, index);
+            if sample_objects.len() == 1 {
+                let o = &sample_objects[0];
+                let label = match task {
+                    Task::Shape => Some(o.shape_index),
+                    Task::Colour => Some(o.colour_index),
+                    Task::ShapeColour => {
+                        Some(o.shape_index * world.config().colours.len() + o.colour_index)
+                    }
+                    Task::Size => Some(o.size_index),
+                    Task::Background => None,
+                };
+                if let Some(pos) = label.and_then(|l| classes.iter().position(|&c| c == l))
+                    && picked[pos].len() < per_class
+                {
+                    picked[pos].push((split, index));
+                }
+            }
+            index += 1;
+        }
+    }
+    if let Some(short) = picked.iter().position(|p| p.len() < per_class) {
+        return Err(Error::InvalidConfig {
+            field: "task".into(),
+            expected: format!(
+                "{per_class} one-object images of class {:?}",
+                names[classes[short]]
+            ),
+            found: format!("{} in the scanned range", picked[short].len()),
+        });
+    }
+    let size = world.config().image_size as usize;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (pos, list) in picked.iter().enumerate() {
+        for &(split, index) in list {
+            let sample = world.sample_in(split, index);
+            pixels.extend(preprocessor.preprocess(&sample.image));
+            labels.push(pos as i64);
+        }
+    }
+    Ok(Images {
+        pixels,
+        labels,
+        size,
+    })
+}
+
+fn accuracy(probs: Tensor<2>, labels: Tensor<1, Int>) -> (usize, usize) {
+    let [n, _] = probs.dims();
+    let pred = probs.argmax(1).reshape([n]);
+    let hits = pred.equal(labels).int().sum().into_scalar::<i64>() as usize;
+    (hits, n)
+}
+
+/// Image features of a whole image set, in chunks (inference only).
+fn features(learner: &PromptLearner, clip: &Clip, images: &Images, device: &Device) -> Tensor<2> {
+    let idx: Vec<usize> = (0..images.len()).collect();
+    let parts: Vec<Tensor<2>> = idx
+        .chunks(128)
+        .map(|chunk| {
+            let (px, _) = images.batch(chunk, device);
+            learner.image_features(clip, px).detach()
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+/// Accuracy (%) of the learned prompts on `images` of `class_names`.
+fn evaluate(
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    learner: &PromptLearner,
+    templates: &Templates,
+    class_names: &[String],
+    images: &Images,
+    device: &Device,
+) -> Result<f64> {
+    let templates = TaskTemplates {
+        classifier: templates.clone(),
+        ..TaskTemplates::default()
+    };
+    let task = PromptTask::new(
+        clip,
+        tokenizer,
+        learner,
+        class_names,
+        &ObjectiveConfig::default(),
+        &templates,
+    )?;
+    let feats = features(learner, clip, images, device);
+    let labels = Tensor::<1, Int>::from_data(
+        TensorData::new(images.labels.clone(), [images.len()]),
+        device,
+    );
+    let mut hits = 0;
+    let n = images.len();
+    let mut rng = HostRng::new(0xE7A1);
+    for start in (0..n).step_by(128) {
+        let len = 128.min(n - start);
+        let f = feats.clone().narrow(0, start, len);
+        let noise = sample_noise(learner, len, &mut rng, device);
+        let probs = predict_from_features(clip, learner, &task, f, &noise);
+        hits += accuracy(probs, labels.clone().narrow(0, start, len)).0;
+    }
+    Ok(100.0 * hits as f64 / n as f64)
+}
+
+/// Zero-shot accuracy (%) with the hand-crafted ensemble.
+fn zero_shot(
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    class_names: &[String],
+    templates: &Templates,
+    images: &Images,
+    device: &Device,
+) -> Result<f64> {
+    let text = class_text_features(clip, tokenizer, class_names, templates)?;
+    let idx: Vec<usize> = (0..images.len()).collect();
+    let mut hits = 0;
+    for chunk in idx.chunks(128) {
+        let (px, labels) = images.batch(chunk, device);
+        let img = vl_encoders::clip::l2_normalize(clip.encode_image(px));
+        hits += accuracy(img.matmul(text.clone().transpose()), labels).0;
+    }
+    Ok(100.0 * hits as f64 / images.len() as f64)
+}
+
+fn count_params(learner: &PromptLearner) -> usize {
+    learner.num_params()
+}
+
+/// Runs one prompt-learning experiment; returns (and writes) its report.
+pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<PromptReport> {
+    config.validate()?;
+    let dir = &opts.out_dir;
+    let report_path = dir.join("report.json");
+    let config_path = dir.join("run.json");
+    if report_path.exists() {
+        let report: PromptReport = read_json(&report_path)?;
+        if &report.config == config {
+            return Ok(report);
+        }
+        return Err(Error::RunDir {
+            path: dir.clone(),
+            message: "holds a finished run with another config (choose another --out)".into(),
+        });
+    }
+    if config_path.exists() {
+        let previous: PromptRunConfig = read_json(&config_path)?;
+        if &previous != config {
+            return Err(Error::RunDir {
+                path: dir.clone(),
+                message: "holds an unfinished run with another config".into(),
+            });
+        }
+        if !opts.resume {
+            return Err(Error::RunDir {
+                path: dir.clone(),
+                message: "holds an unfinished run: pass --resume to continue it".into(),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    write_json_atomic(&config_path, config)?;
+
+    // The model, its tokenizer and its world.
+    let pretrain: PretrainConfig = {
+        let path = config.model.join("run.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| Error::Toml { path, source })?
+    };
+    let world = SyntheticWorld::new(pretrain.world_config())?;
+    let preprocessor = ImagePreprocessor::new(PreprocessConfig::clip(pretrain.world.image_size))?;
+    let tokenizer = ClipTokenizer::from_dir(&config.model)?
+        .with_context_length(pretrain.model.context_length)?;
+    let device = opts.device.clone().autodiff();
+    let clip = crate::pretrain::load_exported(&config.model, &device)?.no_grad();
+    let fingerprint = model_fingerprint(&clip);
+
+    // Classes and images.
+    // Class names as the captions say them ("an orange circle").
+    let all_names: Vec<String> = world
+        .class_names(config.task)
+        .iter()
+        .map(|n| vl_data::synthetic::with_article(n))
+        .collect();
+    let (base, novel) = vl_data::base_novel_split(all_names.len());
+    let names = |ids: &[usize]| {
+        ids.iter()
+            .map(|&i| all_names[i].clone())
+            .collect::<Vec<_>>()
+    };
+    let (base_names, novel_names) = (names(&base), names(&novel));
+    let base_test = class_images(
+        &world,
+        &preprocessor,
+        config.task,
+        &base,
+        config.test_per_class,
+        0,
+    )?;
+    let novel_test = class_images(
+        &world,
+        &preprocessor,
+        config.task,
+        &novel,
+        config.test_per_class,
+        0,
+    )?;
+    let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
+    let train = class_images(
+        &world,
+        &preprocessor,
+        config.task,
+        &base,
+        config.shots,
+        train_start,
+    )?;
+
+    // Zero-shot baseline.
+    let templates = Templates::new(config.templates.clone())?;
+    let inference = device.clone();
+    let zs = BaseNovel::new(
+        zero_shot(
+            &clip,
+            &tokenizer,
+            &base_names,
+            &templates,
+            &base_test,
+            &inference,
+        )?,
+        zero_shot(
+            &clip,
+            &tokenizer,
+            &novel_names,
+            &templates,
+            &novel_test,
+            &inference,
+        )?,
+    );
+
+    if let Some(lfa) = &config.lfa {
+        let started = std::time::Instant::now();
+        let sets = LfaSets {
+            train: &train,
+            base_test: &base_test,
+            novel_test: &novel_test,
+        };
+        let (learned, history) = run_lfa(
+            lfa,
+            &clip,
+            &tokenizer,
+            &templates,
+            (&base_names, &novel_names),
+            &sets,
+            config,
+            &device,
+            opts.verbose,
+        )?;
+        let d = clip.text_projection.weight.dims()[1];
+        let report = PromptReport {
+            config: config.clone(),
+            base_model: fingerprint,
+            backend: opts.backend.clone(),
+            dtype: "f32".into(),
+            git_revision: opts.git_revision.clone(),
+            zero_shot: zs,
+            learned,
+            trainable_parameters: d * d,
+            history,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        write_json_atomic(&report_path, &report)?;
+        return Ok(report);
+    }
+
+    // The learner, its task, the optimiser.
+    let mut learner = config.prompt.init(
+        &clip,
+        &tokenizer,
+        base_names.len(),
+        mix(config.seed ^ 0x1417),
+        &device,
+    )?;
+    let task_templates = TaskTemplates {
+        classifier: templates.clone(),
+        kgcoop: Templates::new([config.kgcoop_template.clone()])?,
+        lasp: templates.clone(),
+        virtual_classes: config.virtual_classes.clone(),
+    };
+    let task = PromptTask::new(
+        &clip,
+        &tokenizer,
+        &learner,
+        &base_names,
+        &config.objective,
+        &task_templates,
+    )?;
+    let o = &config.optim;
+    let mut optim = match o.kind {
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig {
+                momentum: o.momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
+            .with_weight_decay(Some(WeightDecayConfig::new(o.weight_decay as f32)))
+            .init(),
+        OptimizerKind::AdamW => AdamWConfig::new()
+            .with_weight_decay(o.weight_decay as f32)
+            .init(),
+    };
+    let learner_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "learner");
+    let optim_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "optim");
+    let history_path = dir.join("history.json");
+    let mut history: Vec<PromptEpoch> = Vec::new();
+    let mut start_epoch = 1;
+    if opts.resume
+        && let Some(done) = crate::checkpoint::last_complete_epoch_of(
+            &dir.join("checkpoints"),
+            &["learner", "optim"],
+        )
+    {
+        let record = Checkpointer::restore(&learner_ckpt, done)
+            .map_err(|e| Error::Training(format!("restoring learner checkpoint {done}: {e}")))?;
+        learner = learner.load_record(record);
+        let record = Checkpointer::restore(&optim_ckpt, done)
+            .map_err(|e| Error::Training(format!("restoring optimiser checkpoint {done}: {e}")))?;
+        optim = optim.load_record(record);
+        history = read_json(&history_path)?;
+        history.truncate(done);
+        start_epoch = done + 1;
+    }
+
+    let cached = learner
+        .visual
+        .is_empty()
+        .then(|| features(&learner, &clip, &train, &device));
+    let started = std::time::Instant::now();
+    let n = train.len();
+    for epoch in start_epoch..=o.epochs {
+        if opts
+            .stop_after_epochs
+            .is_some_and(|k| epoch >= start_epoch + k)
+        {
+            return Err(Error::Training(format!(
+                "stopped after epoch {} on request (--resume continues)",
+                epoch - 1
+            )));
+        }
+        // The epoch's order and draws depend only on (seed, epoch): resume is bit-identical.
+        let mut rng = HostRng::new(mix(config.seed ^ mix(epoch as u64)));
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut state = mix(config.seed.wrapping_mul(31).wrapping_add(epoch as u64));
+        for i in (1..n).rev() {
+            state = mix(state);
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let lr = o.lr_at(epoch);
+        let (mut loss_sum, mut hits, mut steps) = (0.0, 0usize, 0usize);
+        for chunk in order.chunks(o.batch_size) {
+            let (px, labels) = train.batch(chunk, &device);
+            let image = match &cached {
+                Some(f) => {
+                    let idx = Tensor::<1, Int>::from_data(
+                        TensorData::new(
+                            chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                            [chunk.len()],
+                        ),
+                        &device,
+                    );
+                    f.clone().select(0, idx)
+                }
+                None => learner.image_features(&clip, px),
+            };
+            let noise = sample_noise(&learner, chunk.len(), &mut rng, &device);
+            let terms = loss_from_features(
+                &clip,
+                &learner,
+                &task,
+                &config.objective,
+                image.clone(),
+                labels.clone(),
+                &noise,
+            );
+            let grads = GradientsParams::from_grads(terms.total.backward(), &learner);
+            loss_sum += f64::from(terms.total.clone().into_scalar::<f32>());
+            let probs = predict_from_features(&clip, &learner, &task, image.detach(), &noise);
+            hits += accuracy(probs, labels).0;
+            steps += 1;
+            learner = optim.step(lr, learner, grads);
+        }
+        let record = PromptEpoch {
+            epoch,
+            lr,
+            loss: loss_sum / steps.max(1) as f64,
+            train_accuracy: 100.0 * hits as f64 / n as f64,
+        };
+        if opts.verbose {
+            eprintln!(
+                "[{}] epoch {epoch}/{} lr {:.2e} loss {:.4} train acc {:.1}%",
+                config.method, o.epochs, record.lr, record.loss, record.train_accuracy
+            );
+        }
+        history.push(record);
+        Checkpointer::save(&learner_ckpt, epoch, learner.clone().into_record())
+            .map_err(|e| Error::Training(format!("saving learner checkpoint: {e}")))?;
+        Checkpointer::save(&optim_ckpt, epoch, optim.to_record())
+            .map_err(|e| Error::Training(format!("saving optimiser checkpoint: {e}")))?;
+        write_json_atomic(&history_path, &history)?;
+        if epoch > 2 {
+            for kind in ["learner", "optim"] {
+                let old =
+                    crate::checkpoint::checkpoint_path(&dir.join("checkpoints"), kind, epoch - 2);
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let learned = BaseNovel::new(
+        evaluate(
+            &clip,
+            &tokenizer,
+            &learner,
+            &templates,
+            &base_names,
+            &base_test,
+            &inference,
+        )?,
+        evaluate(
+            &clip,
+            &tokenizer,
+            &learner,
+            &templates,
+            &novel_names,
+            &novel_test,
+            &inference,
+        )?,
+    );
+    save_prompts(
+        &learner,
+        &clip,
+        &base_names,
+        config.model.to_str(),
+        dir.join("prompt"),
+        vl_data::Overwrite::Allow,
+    )?;
+    let report = PromptReport {
+        config: config.clone(),
+        base_model: fingerprint,
+        backend: opts.backend.clone(),
+        dtype: "f32".into(),
+        git_revision: opts.git_revision.clone(),
+        zero_shot: zs,
+        learned,
+        trainable_parameters: count_params(&learner),
+        history,
+        seconds,
+    };
+    write_json_atomic(&report_path, &report)?;
+    Ok(report)
+}
+
+/// The image sets of an LFA run.
+struct LfaSets<'a> {
+    train: &'a Images,
+    base_test: &'a Images,
+    novel_test: &'a Images,
+}
+
+/// LFA: closed-form regularised Procrustes from the shots' image features to their classes'
+/// hand-crafted text features, then optional refinement (see `vl_prompting::lfa`).
+#[allow(clippy::too_many_arguments)]
+fn run_lfa(
+    lfa: &LfaConfig,
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    templates: &Templates,
+    (base_names, novel_names): (&[String], &[String]),
+    sets: &LfaSets<'_>,
+    config: &PromptRunConfig,
+    device: &Device,
+    verbose: bool,
+) -> Result<(BaseNovel, Vec<PromptEpoch>)> {
+    let frozen = |images: &Images| -> Tensor<2> {
+        let idx: Vec<usize> = (0..images.len()).collect();
+        let parts: Vec<Tensor<2>> = idx
+            .chunks(128)
+            .map(|c| {
+                let (px, _) = images.batch(c, device);
+                vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach()
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    };
+    let labels = |images: &Images| {
+        Tensor::<1, Int>::from_data(
+            TensorData::new(images.labels.clone(), [images.len()]),
+            device,
+        )
+    };
+    let base_text = class_text_features(clip, tokenizer, base_names, templates)?.detach();
+    let novel_text = class_text_features(clip, tokenizer, novel_names, templates)?.detach();
+    let x = frozen(sets.train);
+    let y = base_text.clone().select(0, labels(sets.train));
+    let mut w = burn::module::Param::from_tensor(procrustes(x.clone(), y, lfa.beta)?);
+    let scale = clip.logit_scale.val().exp().detach().reshape([1, 1]);
+    let logits = |w: &Tensor<2>, feats: Tensor<2>, text: &Tensor<2>| {
+        vl_encoders::clip::l2_normalize(feats.matmul(w.clone())).matmul(text.clone().transpose())
+            * scale.clone()
+    };
+    let mut history = Vec::new();
+    let ce = burn::nn::loss::CrossEntropyLossConfig::new().init(device);
+    let mut optim = AdamConfig::new().init();
+    let n = sets.train.len();
+    for epoch in 1..=lfa.refine_epochs {
+        let mut state = mix(config.seed.wrapping_mul(31).wrapping_add(epoch as u64));
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            state = mix(state);
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let (mut loss_sum, mut hits, mut steps) = (0.0, 0, 0);
+        for chunk in order.chunks(config.optim.batch_size) {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [chunk.len()],
+                ),
+                device,
+            );
+            let target = labels(sets.train).select(0, idx.clone());
+            let l = logits(&w.val(), x.clone().select(0, idx), &base_text);
+            hits += accuracy(l.clone().detach(), target.clone()).0;
+            let loss = ce.forward(l, target);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            steps += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &LfaMap { w: w.clone() });
+            w = optim.step(lfa.refine_lr, LfaMap { w }, grads).w;
+        }
+        let record = PromptEpoch {
+            epoch,
+            lr: lfa.refine_lr,
+            loss: loss_sum / f64::from(steps.max(1)),
+            train_accuracy: 100.0 * hits as f64 / n as f64,
+        };
+        if verbose {
+            eprintln!(
+                "[{}] refine epoch {epoch}/{} loss {:.4} train acc {:.1}%",
+                config.method, lfa.refine_epochs, record.loss, record.train_accuracy
+            );
+        }
+        history.push(record);
+    }
+    let acc = |images: &Images, text: &Tensor<2>| {
+        let (hits, total) = accuracy(logits(&w.val(), frozen(images), text), labels(images));
+        100.0 * hits as f64 / total as f64
+    };
+    Ok((
+        BaseNovel::new(
+            acc(sets.base_test, &base_text),
+            acc(sets.novel_test, &novel_text),
+        ),
+        history,
+    ))
+}
+
+/// The LFA map as a module (so the optimiser can step it).
+#[derive(Module, Debug)]
+struct LfaMap {
+    w: burn::module::Param<Tensor<2>>,
+}
+
+/// Reads a finished run's report.
+pub fn read_prompt_report(dir: &Path) -> Result<PromptReport> {
+    read_json(&dir.join("report.json"))
+}
+
+/// `mean ± std` (sample std, `n - 1`; `± 0.0` for one value).
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n.max(1.0);
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The base-to-novel table (Markdown): zero-shot first, then each method in order of first
+/// appearance; mean ± std over its seeds.
+pub fn base_novel_table(reports: &[PromptReport]) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for r in reports {
+        if !methods.contains(&r.config.method.as_str()) {
+            methods.push(&r.config.method);
+        }
+    }
+    let cell = |v: Vec<f64>| {
+        let (m, s) = mean_std(&v);
+        format!("{m:.1} ± {s:.1}")
+    };
+    let row = |name: &str, rows: Vec<BaseNovel>, seeds: usize, params: String| {
+        format!(
+            "| {name} | {} | {} | {} | {seeds} | {params} |\n",
+            cell(rows.iter().map(|r| r.base).collect()),
+            cell(rows.iter().map(|r| r.novel).collect()),
+            cell(rows.iter().map(|r| r.hm).collect()),
+        )
+    };
+    let mut out = String::from(
+        "| method | base (%) | novel (%) | HM (%) | seeds | trainable params |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    if let Some(first) = reports.first() {
+        // Zero-shot does not depend on the seed (fixed test images); shown once.
+        out += &row(
+            "zero-shot (template ensemble)",
+            vec![first.zero_shot],
+            1,
+            "0".into(),
+        );
+    }
+    for m in methods {
+        let runs: Vec<&PromptReport> = reports.iter().filter(|r| r.config.method == m).collect();
+        out += &row(
+            m,
+            runs.iter().map(|r| r.learned).collect(),
+            runs.len(),
+            runs[0].trainable_parameters.to_string(),
+        );
+    }
+    out
+}

@@ -1,0 +1,195 @@
+//! Few-shot prompt-learning runs end to end on a very small pretrained model: the frozen CLIP is
+//! bit-identical after training, same seed gives the same numbers, an interrupted run resumed
+//! gives the same learned prompts, the prompt file loads back and refuses another base model,
+//! and LFA runs.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use vl_data::ClipTokenizer;
+use vl_prompting::{Error as PromptError, load_prompts, model_fingerprint};
+use vl_train::prompt::{PromptOptions, PromptRunConfig, run_prompt};
+use vl_train::{PretrainConfig, PretrainOptions, pretrain};
+
+fn pretrained(dir: &Path) {
+    let mut c = PretrainConfig {
+        seed: 3,
+        ..PretrainConfig::default()
+    };
+    c.world.image_size = 16;
+    c.model.patch_size = 8;
+    c.model.vision_width = 32;
+    c.model.vision_layers = 2;
+    c.model.vision_heads = 2;
+    c.model.text_width = 32;
+    c.model.text_layers = 1;
+    c.model.text_heads = 2;
+    c.model.projection_dim = 16;
+    c.tokenizer.vocab_size = 600;
+    c.tokenizer.captions = 300;
+    c.train.epochs = 1;
+    c.train.steps_per_epoch = 2;
+    c.train.batch_size = 8;
+    c.train.warmup_steps = 1;
+    c.eval.held_out_images = 8;
+    c.eval.seen_images = 8;
+    c.eval.batch_size = 8;
+    let opts = PretrainOptions {
+        out_dir: dir.to_path_buf(),
+        resume: false,
+        force: false,
+        device: Device::flex(),
+        backend: "flex".into(),
+        git_revision: "test".into(),
+        stop_after_epochs: None,
+    };
+    pretrain(&c, &opts).unwrap();
+}
+
+fn config(model: &Path, method: &str) -> PromptRunConfig {
+    let mut c = PromptRunConfig {
+        method: method.into(),
+        model: model.to_path_buf(),
+        task: vl_data::synthetic::Task::Colour,
+        shots: 2,
+        test_per_class: 2,
+        ..PromptRunConfig::default()
+    };
+    c.optim.epochs = 3;
+    c.optim.batch_size = 4;
+    c
+}
+
+fn options(dir: &Path) -> PromptOptions {
+    PromptOptions {
+        out_dir: dir.to_path_buf(),
+        resume: false,
+        device: Device::flex(),
+        backend: "flex".into(),
+        git_revision: "test".into(),
+        stop_after_epochs: None,
+        verbose: false,
+    }
+}
+
+fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+#[test]
+fn prompt_runs_are_reproducible_resumable_and_leave_the_encoders_untouched() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let weights_before = read(model.join("model.safetensors"));
+    let device = Device::flex();
+    let clip_before = vl_train::pretrain::load_exported(&model, &device).unwrap();
+    let fingerprint_before = model_fingerprint(&clip_before);
+
+    let mut c = config(&model, "cocoop+kg");
+    let text = c.prompt.text.as_mut().unwrap();
+    text.conditional = true;
+    text.n_ctx = 2;
+    c.objective.kgcoop_weight = 1.0;
+    let (a, b, r) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("r"),
+    );
+    let report_a = run_prompt(&c, &options(&a)).unwrap();
+    let report_b = run_prompt(&c, &options(&b)).unwrap();
+    assert_eq!(report_a.learned, report_b.learned);
+    assert_eq!(report_a.history, report_b.history);
+    assert_eq!(
+        read(a.join("prompt.safetensors")),
+        read(b.join("prompt.safetensors"))
+    );
+    assert_eq!(report_a.history.len(), 3);
+    assert!(report_a.trainable_parameters > 0);
+
+    // Interrupted after one epoch, then resumed: the same prompts as an uninterrupted run.
+    let mut first = options(&r);
+    first.stop_after_epochs = Some(1);
+    assert!(run_prompt(&c, &first).is_err());
+    let err = run_prompt(&c, &options(&r)).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    let mut again = options(&r);
+    again.resume = true;
+    let report_r = run_prompt(&c, &again).unwrap();
+    assert_eq!(report_r.learned, report_a.learned);
+    assert_eq!(report_r.history, report_a.history);
+    assert_eq!(
+        read(r.join("prompt.safetensors")),
+        read(a.join("prompt.safetensors"))
+    );
+
+    // The frozen encoders: the checkpoint file and the weights are unchanged.
+    assert_eq!(read(model.join("model.safetensors")), weights_before);
+    let clip_after = vl_train::pretrain::load_exported(&model, &device).unwrap();
+    assert_eq!(model_fingerprint(&clip_after), fingerprint_before);
+    assert_eq!(report_a.base_model, fingerprint_before);
+
+    // The prompt file loads back onto its model and not onto another one.
+    let tokenizer = ClipTokenizer::from_dir(&model).unwrap();
+    let (learner, info) = load_prompts(&clip_after, &tokenizer, a.join("prompt")).unwrap();
+    assert_eq!(info.base_model, fingerprint_before);
+    assert_eq!(learner.config, c.prompt);
+    let other = clip_after.clone().map(&mut Perturb);
+    let err = load_prompts(&other, &tokenizer, a.join("prompt")).unwrap_err();
+    assert!(matches!(err, PromptError::WrongBaseModel { .. }), "{err}");
+    assert!(err.to_string().contains("trained on base model"), "{err}");
+
+    // A finished run with another config is refused, not overwritten.
+    let mut other_config = c.clone();
+    other_config.seed = 99;
+    let err = run_prompt(&other_config, &options(&a))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another config"), "{err}");
+}
+
+/// Adds 1e-3 to every float parameter.
+struct Perturb;
+
+impl burn::module::ModuleMapper for Perturb {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| t.add_scalar(1e-3))
+    }
+}
+
+#[test]
+fn lfa_and_visual_prompts_run_and_report_base_and_novel() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let mut lfa = config(&model, "lfa");
+    lfa.lfa = Some(vl_prompting::LfaConfig {
+        beta: 0.1,
+        refine_epochs: 2,
+        refine_lr: 1e-3,
+    });
+    let report = run_prompt(&lfa, &options(&root.path().join("lfa"))).unwrap();
+    assert_eq!(report.history.len(), 2);
+    assert_eq!(report.trainable_parameters, 16 * 16);
+    for v in [
+        report.learned.base,
+        report.learned.novel,
+        report.zero_shot.hm,
+    ] {
+        assert!((0.0..=100.0).contains(&v));
+    }
+
+    let mut vpt = config(&model, "vpt");
+    vpt.prompt.text = None;
+    vpt.prompt.visual = Some(vl_prompting::VisualPromptConfig {
+        n_tokens: 2,
+        depth: 2,
+        init_std: 0.02,
+    });
+    let report = run_prompt(&vpt, &options(&root.path().join("vpt"))).unwrap();
+    assert_eq!(report.trainable_parameters, 2 * 2 * 32);
+}
