@@ -49,6 +49,10 @@ pub(crate) struct EmbedArgs {
     /// Overwrite `--out` if it exists.
     #[arg(long)]
     force: bool,
+    /// A Hugging Face PEFT adapter directory (`adapter_config.json` +
+    /// `adapter_model.safetensors`: LoRA, DoRA, VeRA) applied on top of the checkpoint.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
@@ -76,6 +80,15 @@ pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
         ..Default::default()
     };
     let (clip, info) = load_clip(&dir, &options, &device)?;
+    let (clip, adapter) = match &args.adapter {
+        Some(path) => {
+            let (clip, state) = vl_peft::load_peft_adapter(clip, path)
+                .with_context(|| format!("applying the adapter {}", path.display()))?;
+            eprintln!("adapter {}: {}", path.display(), state.trainable_line());
+            (clip, Some(state))
+        }
+        None => (clip, None),
+    };
     let model_dir = if dir.is_file() {
         dir.parent().map(Path::to_path_buf).unwrap_or_default()
     } else {
@@ -111,7 +124,15 @@ pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
             out.insert(key.to_string(), rows(t)?);
         }
     }
-    out.insert("meta".into(), meta(args, &dir, &info, &device_name, &clip));
+    let mut meta = meta(args, &dir, &info, &device_name, &clip);
+    if let Some(state) = &adapter {
+        meta["adapter"] = json!({
+            "path": args.adapter,
+            "method": state.config.method,
+            "targets": state.targets,
+        });
+    }
+    out.insert("meta".into(), meta);
     write_atomic(&args.out, &Value::Object(out))?;
     eprintln!(
         "wrote {} ({} images, {} texts, {:?} checkpoint, device {device_name})",

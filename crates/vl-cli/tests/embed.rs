@@ -366,3 +366,60 @@ fn open_clip_directory_without_tokenizer_asks_for_one() {
     );
     assert!(!ok && stderr.contains("--tokenizer"), "{stderr}");
 }
+
+#[test]
+fn vl_embed_with_a_peft_adapter_matches_peft_text_embeddings() {
+    let peft = root().join("crates/vl-peft/tests/fixtures");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("embeds.json");
+    let model = encoder_fixture("hf_quickgelu_p16");
+    let tokenizer = tokenizer_dir().join("tokenizer.json");
+    let adapter = peft.join("lora_qv");
+    let (ok, stderr) = vl(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--text",
+            "a photo of a cat",
+            "a diagram",
+            "two dogs on a beach",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("trainable params"), "{stderr}");
+    let json: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        json["meta"]["adapter"]["targets"].as_array().unwrap().len(),
+        8
+    );
+    let got: Vec<f64> = json["text_embeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    let bytes = std::fs::read(peft.join("reference.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let want: Vec<f64> = st
+        .tensor("lora_qv.text_embeds")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "max |diff| {diff:e} against PEFT");
+}

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 
 /// The method and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PeftMethod {
     /// LoRA (Hu et al. 2021): `W + s B A`, `s = alpha / r` (`alpha / sqrt(r)` with rsLoRA).
     Lora {
@@ -98,8 +98,8 @@ impl Tower {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeftConfig {
-    /// The method.
-    #[serde(flatten)]
+    /// The method (a `[peft.method]` table with `kind = "lora"`, `"dora"`, `"vera"`, `"dvora"`,
+    /// `"bit_fit"` or `"layer_norm"` and the method's fields).
     pub method: PeftMethod,
     /// Target patterns (ignored by BitFit and LayerNorm tuning). Default: `["q_proj", "v_proj"]`.
     #[serde(default = "default_targets")]

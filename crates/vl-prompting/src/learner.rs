@@ -134,7 +134,9 @@ impl Default for VisualPromptConfig {
 }
 
 /// What a [`PromptLearner`] learns: a text context, visual prompt tokens, or both (the
-/// multimodal form: e.g. CoOp context plus VPT). At least one must be given.
+/// multimodal form: e.g. CoOp context plus VPT). With neither, the learner is empty and
+/// classifies with the hand-crafted class features (a zero-shot classifier; useful when only the
+/// encoders are tuned, e.g. with `vl-peft`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptConfig {
@@ -241,13 +243,6 @@ fn check_name(name: &str) -> Result<()> {
 impl PromptConfig {
     /// Checks the config against the model; every error names its field.
     pub fn validate(&self, clip: &Clip) -> Result<()> {
-        if self.text.is_none() && self.visual.is_none() {
-            return Err(Error::invalid(
-                "prompt",
-                "a `text` and/or a `visual` section",
-                "neither",
-            ));
-        }
         if let Some(t) = &self.text {
             if t.n_ctx == 0 {
                 return Err(Error::invalid("text.n_ctx", "at least 1", 0));

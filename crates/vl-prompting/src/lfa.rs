@@ -49,8 +49,9 @@ impl Default for LfaConfig {
 }
 
 /// Polar factor `U V^T` of a square `d x d` row-major matrix `m` (`U S V^T = svd(m)`), by
-/// one-sided Jacobi rotations on its columns. Errors if `m` is (numerically) singular, where the
-/// factor is not unique.
+/// one-sided Jacobi rotations on its columns: the orthogonal matrix nearest to `m`. For a
+/// singular `m` the factor is not unique and one minimiser is returned; a zero or non-finite
+/// `m` is an error.
 pub fn polar_factor(m: &[f64], d: usize) -> Result<Vec<f64>> {
     if m.len() != d * d || d == 0 {
         return Err(Error::invalid(
@@ -96,25 +97,54 @@ pub fn polar_factor(m: &[f64], d: usize) -> Result<Vec<f64>> {
             break;
         }
     }
-    // Columns of a are U_j * s_j; v[j] is column j of V.
+    // Columns of a are U_j * s_j; v[j] is column j of V. Columns with a zero singular value
+    // (a rank-deficient problem, e.g. fewer classes than dimensions) get any unit vector
+    // orthogonal to the others: every such completion is a minimiser, and Gram-Schmidt over
+    // the standard basis in order makes the choice deterministic.
     let norms: Vec<f64> = a
         .iter()
         .map(|c| c.iter().map(|x| x * x).sum::<f64>().sqrt())
         .collect();
     let largest = norms.iter().cloned().fold(0.0, f64::max);
-    if norms.iter().any(|&s| s <= 1e-10 * largest.max(1e-300)) {
+    if largest <= 1e-300 || !largest.is_finite() {
         return Err(Error::invalid(
             "procrustes matrix",
-            "a non-singular X^T Y + beta I (more shots, or beta > 0)",
-            "a singular matrix",
+            "a non-zero, finite X^T Y + beta I",
+            "a zero or non-finite matrix",
         ));
     }
-    let mut w = vec![0.0; d * d];
+    let tol = 1e-10 * largest;
+    let mut u: Vec<Option<Vec<f64>>> = (0..d)
+        .map(|j| (norms[j] > tol).then(|| a[j].iter().map(|x| x / norms[j]).collect()))
+        .collect();
+    let mut basis = 0;
     for j in 0..d {
+        if u[j].is_some() {
+            continue;
+        }
+        while basis < d {
+            let mut e = vec![0.0; d];
+            e[basis] = 1.0;
+            basis += 1;
+            for other in u.iter().flatten() {
+                let dot: f64 = e.iter().zip(other).map(|(x, y)| x * y).sum();
+                for (x, y) in e.iter_mut().zip(other) {
+                    *x -= dot * y;
+                }
+            }
+            let n = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if n > 1e-6 {
+                u[j] = Some(e.into_iter().map(|x| x / n).collect());
+                break;
+            }
+        }
+    }
+    let mut w = vec![0.0; d * d];
+    for (j, uj) in u.iter().enumerate() {
+        let uj = uj.as_ref().expect("completed above");
         for i in 0..d {
-            let u = a[j][i] / norms[j];
             for k in 0..d {
-                w[i * d + k] += u * v[j][k];
+                w[i * d + k] += uj[i] * v[j][k];
             }
         }
     }
@@ -205,7 +235,16 @@ mod tests {
         // A huge beta gives (nearly) the identity.
         let w = procrustes(x.clone(), y.clone(), 1e6).unwrap();
         assert!(max_abs(w - Tensor::<2>::eye(d, &device)) < 1e-3);
-        // A singular problem is an error, not a panic.
+        // Fewer distinct targets than dimensions (rank 3 < 8): still an orthogonal minimiser.
+        let few = y
+            .clone()
+            .narrow(0, 0, 3)
+            .repeat_dim(0, n / 3 + 1)
+            .narrow(0, 0, n);
+        let w = procrustes(x.clone(), few, 0.0).unwrap();
+        let eye = Tensor::<2>::eye(d, &device);
+        assert!(max_abs(w.clone().transpose().matmul(w) - eye) < 1e-4);
+        // A zero problem is an error, not a panic.
         let zero = Tensor::<2>::zeros([n, d], &device);
         assert!(procrustes(zero, y, 0.0).is_err());
     }

@@ -139,6 +139,10 @@ pub struct PromptRunConfig {
     /// Run LFA instead of a prompt learner (`prompt` and `objective` are then unused).
     /// Default: `None`.
     pub lfa: Option<LfaConfig>,
+    /// Parameter-efficient fine-tuning of the encoders, trained jointly with the prompts (e.g.
+    /// LoRA on the vision tower plus CoOp on the text side). Without a text prompt, classes are
+    /// the fixed hand-crafted ensemble, so the text tower cannot be adapted. Default: `None`.
+    pub peft: Option<vl_peft::PeftConfig>,
 }
 
 impl Default for PromptRunConfig {
@@ -165,6 +169,7 @@ impl Default for PromptRunConfig {
             virtual_classes: Vec::new(),
             optim: OptimSection::default(),
             lfa: None,
+            peft: None,
         }
     }
 }
@@ -267,6 +272,17 @@ impl PromptRunConfig {
         }
         if self.test_per_class == 0 {
             return invalid("test_per_class", "at least 1", "0".into());
+        }
+        if self.prompt.text.is_none()
+            && self.prompt.visual.is_none()
+            && self.peft.is_none()
+            && self.lfa.is_none()
+        {
+            return invalid(
+                "prompt",
+                "something to learn: [prompt.text], [prompt.visual], [peft] or [lfa]",
+                "none".into(),
+            );
         }
         if self.optim.epochs == 0 || self.optim.batch_size == 0 {
             return invalid(
@@ -599,6 +615,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     let device = opts.device.clone().autodiff();
     let clip = crate::pretrain::load_exported(&config.model, &device)?.no_grad();
     let fingerprint = model_fingerprint(&clip);
+    let frozen = clip.clone();
 
     // Classes and images.
     // Class names as the captions say them ("an orange circle").
@@ -697,6 +714,26 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         return Ok(report);
     }
 
+    // PEFT on the encoders (the zero-shot baseline above used the plain model).
+    let (clip, peft_state) = match &config.peft {
+        Some(p) => {
+            if config.prompt.text.is_none() && p.tower != vl_peft::Tower::Vision {
+                return Err(Error::InvalidConfig {
+                    field: "peft.tower".into(),
+                    expected: "\"vision\" when there is no [prompt.text] (the classes are then fixed hand-crafted text features)".into(),
+                    found: format!("{:?}", p.tower),
+                });
+            }
+            let (clip, state) = vl_peft::apply_peft(clip, p, mix(config.seed ^ 0x9EF7))
+                .map_err(|e| Error::Training(e.to_string()))?;
+            if opts.verbose {
+                eprintln!("[{}] {}", config.method, state.trainable_line());
+            }
+            (clip, Some(state))
+        }
+        None => (clip, None),
+    };
+
     // The learner, its task, the optimiser.
     let mut learner = config.prompt.init(
         &clip,
@@ -712,7 +749,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         virtual_classes: config.virtual_classes.clone(),
     };
     let task = PromptTask::new(
-        &clip,
+        &frozen,
         &tokenizer,
         &learner,
         &base_names,
@@ -738,15 +775,26 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     let history_path = dir.join("history.json");
     let mut history: Vec<PromptEpoch> = Vec::new();
     let mut start_epoch = 1;
+    let clip_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "clip");
+    let kinds: &[&str] = if peft_state.is_some() {
+        &["learner", "optim", "clip"]
+    } else {
+        &["learner", "optim"]
+    };
+    let mut clip = clip;
     if opts.resume
-        && let Some(done) = crate::checkpoint::last_complete_epoch_of(
-            &dir.join("checkpoints"),
-            &["learner", "optim"],
-        )
+        && let Some(done) =
+            crate::checkpoint::last_complete_epoch_of(&dir.join("checkpoints"), kinds)
     {
         let record = Checkpointer::restore(&learner_ckpt, done)
             .map_err(|e| Error::Training(format!("restoring learner checkpoint {done}: {e}")))?;
         learner = learner.load_record(record);
+        if peft_state.is_some() {
+            let record = Checkpointer::restore(&clip_ckpt, done).map_err(|e| {
+                Error::Training(format!("restoring adapted-model checkpoint {done}: {e}"))
+            })?;
+            clip = clip.load_record(record);
+        }
         let record = Checkpointer::restore(&optim_ckpt, done)
             .map_err(|e| Error::Training(format!("restoring optimiser checkpoint {done}: {e}")))?;
         optim = optim.load_record(record);
@@ -755,10 +803,9 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         start_epoch = done + 1;
     }
 
-    let cached = learner
-        .visual
-        .is_empty()
-        .then(|| features(&learner, &clip, &train, &device));
+    let mut tuned = Tuned { learner, clip };
+    let cached = (tuned.learner.visual.is_empty() && peft_state.is_none())
+        .then(|| features(&tuned.learner, &tuned.clip, &train, &device));
     let started = std::time::Instant::now();
     let n = train.len();
     for epoch in start_epoch..=o.epochs {
@@ -794,24 +841,25 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
                     );
                     f.clone().select(0, idx)
                 }
-                None => learner.image_features(&clip, px),
+                None => tuned.learner.image_features(&tuned.clip, px),
             };
-            let noise = sample_noise(&learner, chunk.len(), &mut rng, &device);
+            let noise = sample_noise(&tuned.learner, chunk.len(), &mut rng, &device);
             let terms = loss_from_features(
-                &clip,
-                &learner,
+                &tuned.clip,
+                &tuned.learner,
                 &task,
                 &config.objective,
                 image.clone(),
                 labels.clone(),
                 &noise,
             );
-            let grads = GradientsParams::from_grads(terms.total.backward(), &learner);
+            let grads = GradientsParams::from_grads(terms.total.backward(), &tuned);
             loss_sum += f64::from(terms.total.clone().into_scalar::<f32>());
-            let probs = predict_from_features(&clip, &learner, &task, image.detach(), &noise);
+            let probs =
+                predict_from_features(&tuned.clip, &tuned.learner, &task, image.detach(), &noise);
             hits += accuracy(probs, labels).0;
             steps += 1;
-            learner = optim.step(lr, learner, grads);
+            tuned = optim.step(lr, tuned, grads);
         }
         let record = PromptEpoch {
             epoch,
@@ -826,13 +874,17 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             );
         }
         history.push(record);
-        Checkpointer::save(&learner_ckpt, epoch, learner.clone().into_record())
+        Checkpointer::save(&learner_ckpt, epoch, tuned.learner.clone().into_record())
             .map_err(|e| Error::Training(format!("saving learner checkpoint: {e}")))?;
+        if peft_state.is_some() {
+            Checkpointer::save(&clip_ckpt, epoch, tuned.clip.clone().into_record())
+                .map_err(|e| Error::Training(format!("saving adapted-model checkpoint: {e}")))?;
+        }
         Checkpointer::save(&optim_ckpt, epoch, optim.to_record())
             .map_err(|e| Error::Training(format!("saving optimiser checkpoint: {e}")))?;
         write_json_atomic(&history_path, &history)?;
         if epoch > 2 {
-            for kind in ["learner", "optim"] {
+            for kind in ["learner", "optim", "clip"] {
                 let old =
                     crate::checkpoint::checkpoint_path(&dir.join("checkpoints"), kind, epoch - 2);
                 let _ = std::fs::remove_file(old);
@@ -840,6 +892,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let Tuned { learner, clip } = tuned;
 
     let learned = BaseNovel::new(
         evaluate(
@@ -861,14 +914,32 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             &inference,
         )?,
     );
-    save_prompts(
-        &learner,
-        &clip,
-        &base_names,
-        config.model.to_str(),
-        dir.join("prompt"),
-        vl_data::Overwrite::Allow,
-    )?;
+    if learner.ctx.is_some() || !learner.visual.is_empty() {
+        save_prompts(
+            &learner,
+            &frozen,
+            &base_names,
+            config.model.to_str(),
+            dir.join("prompt"),
+            vl_data::Overwrite::Allow,
+        )?;
+    }
+    let mut trainable = count_params(&learner);
+    if let Some(state) = &peft_state {
+        trainable += state.trainable;
+        if !matches!(
+            state.config.method,
+            vl_peft::PeftMethod::BitFit | vl_peft::PeftMethod::LayerNorm
+        ) {
+            vl_peft::save_peft_adapter(
+                &clip,
+                state,
+                dir.join("adapter"),
+                vl_data::Overwrite::Allow,
+            )
+            .map_err(|e| Error::Training(e.to_string()))?;
+        }
+    }
     let report = PromptReport {
         config: config.clone(),
         base_model: fingerprint,
@@ -877,7 +948,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         git_revision: opts.git_revision.clone(),
         zero_shot: zs,
         learned,
-        trainable_parameters: count_params(&learner),
+        trainable_parameters: trainable,
         history,
         seconds,
     };
@@ -987,6 +1058,14 @@ fn run_lfa(
         ),
         history,
     ))
+}
+
+/// What the optimiser steps: the prompts and the (PEFT-adapted, otherwise frozen) CLIP. Frozen
+/// parameters get no gradient, so the optimiser leaves them untouched.
+#[derive(Module, Debug)]
+struct Tuned {
+    learner: PromptLearner,
+    clip: Clip,
 }
 
 /// The LFA map as a module (so the optimiser can step it).

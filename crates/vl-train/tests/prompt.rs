@@ -193,3 +193,49 @@ fn lfa_and_visual_prompts_run_and_report_base_and_novel() {
     let report = run_prompt(&vpt, &options(&root.path().join("vpt"))).unwrap();
     assert_eq!(report.trainable_parameters, 2 * 2 * 32);
 }
+
+#[test]
+fn peft_composes_with_prompts_and_its_adapter_file_reloads() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let mut c = config(&model, "lora+coop");
+    c.optim.epochs = 2;
+    c.peft = Some(vl_peft::PeftConfig {
+        method: vl_peft::PeftMethod::Lora {
+            r: 2,
+            alpha: 4.0,
+            rslora: false,
+        },
+        target_modules: vec!["self_attn.(q|v)_proj".into()],
+        tower: vl_peft::Tower::Vision,
+    });
+    let out = root.path().join("run");
+    let report = run_prompt(&c, &options(&out)).unwrap();
+    // CoOp context (4 x 32) plus LoRA on q and v of 2 vision layers (2 * 2 * 2 * (32 + 32)).
+    assert_eq!(report.trainable_parameters, 4 * 32 + 2 * 2 * 2 * 64);
+    let base = vl_train::pretrain::load_exported(&model, &Device::flex()).unwrap();
+    let (_, state) = vl_peft::load_peft_adapter(base, out.join("adapter")).unwrap();
+    assert_eq!(state.targets.len(), 4);
+
+    // Without a text prompt the text tower cannot be adapted: a clear error.
+    let mut bad = config(&model, "lora-text");
+    bad.prompt.text = None;
+    bad.peft = c.peft.clone();
+    bad.peft.as_mut().unwrap().tower = vl_peft::Tower::Text;
+    let err = run_prompt(&bad, &options(&root.path().join("bad")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("peft.tower"), "{err}");
+
+    // The shipped experiment configs parse.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    for sub in ["prompt", "peft"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parsed: Result<PromptRunConfig, _> = toml::from_str(&text);
+            assert!(parsed.is_ok(), "{}: {:?}", path.display(), parsed.err());
+        }
+    }
+}
