@@ -320,7 +320,8 @@ fn vlkit_adapters(dir: &std::path::Path) {
     let r = Reference::open();
     let device = Device::flex();
     let base = clip(&device);
-    let mut tensors: Vec<(String, (Vec<usize>, Vec<u8>))> = Vec::new();
+    type Entry = (String, (Vec<usize>, Vec<u8>));
+    let mut tensors: Vec<Entry> = Vec::new();
     let methods = [
         (
             "lora",
