@@ -192,8 +192,8 @@ impl PromptRunConfig {
     /// "a photo of a", W = 8, batch 128, 100 epochs; LASP (paper §4): CoOp's context with the
     /// text-to-text term at weight 1; variational (Derakhshani et al. configs): M = 4, L = 10,
     /// KL weight 0.001, batch 1, 10 epochs; VPT-deep and the MaPLe-style multimodal form: 2
-    /// tokens, depth 9 (capped at the model's depth), batch 4, lr 0.0035, 5 epochs). All use SGD
-    /// with one warm-up epoch at 1e-5 and a cosine schedule.
+    /// tokens, depth 9 (a model needs 9 vision layers for it), batch 4, lr 0.0035, 5 epochs).
+    /// All use SGD with one warm-up epoch at 1e-5 and a cosine schedule.
     pub fn paper_preset(method: &str) -> Result<Self> {
         let mut c = Self {
             method: method.to_string(),
