@@ -25,8 +25,16 @@ COMMANDS:
         cargo xtask embed --model DIR --image a.png --text 'a cat' --out out.json
     demo [--device D] [--release|--debug] [ARGS]...
         The out-of-the-box run: pretrain the tiny CLIP of experiments/pretrain-tiny.toml
-        on the synthetic world into runs/pretrain-tiny (or reuse a finished run there), then
-        load it as a Hugging Face checkpoint and classify held-out images zero-shot.
+        on the synthetic world into runs/pretrain-tiny (or reuse a finished run there), load
+        it as a Hugging Face checkpoint and classify held-out images zero-shot, then run
+        experiments/quickstart.toml (base-to-novel: zero-shot, linear probe, CoOp, CoCoOp,
+        KgCoOp, LASP, LoRA x 3 seeds) into runs/quickstart: table and plots.
+    run [--device D] [--release|--debug] EXPERIMENT [--out DIR] [--seeds 1,2,3]
+        `vl run`: every (data set, method, shots, seed) cell of an experiment file into
+        runs/<name>/ (finished cells are reused, an interrupted one resumes), then
+        results.md, results.csv and SVG/PNG plots there.
+    report [--release|--debug] RUNS_DIR|EXPERIMENT
+        `vl report`: re-aggregate an experiment's runs into the tables and plots.
     pretrain [--device D] [--release|--debug] [ARGS]...
         `vl pretrain ARGS...`: train a CLIP from scratch on the synthetic world
         [--config experiments/pretrain-tiny.toml] [--out runs/pretrain-tiny] [--resume]
@@ -147,6 +155,8 @@ impl Xtask {
             "demo" => Xtask::Vl(Vl::parse(Some("demo"), args)?),
             "prompt" => Xtask::Vl(Vl::parse(Some("prompt"), args)?),
             "prompt-sweep" => Xtask::Vl(Vl::parse(Some("prompt-sweep"), args)?),
+            "run" => Xtask::Vl(Vl::parse(Some("run"), args)?),
+            "report" => Xtask::Vl(Vl::parse(Some("report"), args)?),
             "vl" => Xtask::Vl(Vl::parse(None, args)?),
             "bench" => Xtask::Bench(Bench::parse(args)?),
             "ci" => no_args("ci", args, Xtask::Ci(Ci))?,

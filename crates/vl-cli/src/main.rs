@@ -3,7 +3,8 @@
 //! Hugging Face hub id resolved through the local hub cache), `pretrain` (a CLIP from scratch on
 //! the synthetic world), `demo` (pretrain or reuse the tiny model, then classify zero-shot),
 //! `prompt` (few-shot prompt learning, base-to-novel) and `prompt-sweep` (methods x seeds, one
-//! table).
+//! table), `run` (an experiment file: data sets x methods x shots x seeds, then tables and plots)
+//! and `report` (re-aggregate an experiment's runs).
 //! `cargo xtask embed|pretrain|demo ...` builds and runs it with the chosen backend feature.
 
 mod device;
@@ -11,6 +12,7 @@ mod embed;
 mod hub;
 mod pretrain;
 mod prompt;
+mod run;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,10 @@ enum Command {
     Prompt(prompt::PromptArgs),
     /// Prompt-learning methods times seeds, then a base/novel/HM table.
     PromptSweep(prompt::SweepArgs),
+    /// Every cell of an experiment file (resumable), then its tables and plots.
+    Run(run::RunArgs),
+    /// Re-aggregate an experiment's runs into tables and plots.
+    Report(run::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => pretrain::run_demo(&args),
         Command::Prompt(args) => prompt::run(&args),
         Command::PromptSweep(args) => prompt::sweep(&args),
+        Command::Run(args) => run::run(&args).map(|_| ()),
+        Command::Report(args) => run::report_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! `vl pretrain` (train a CLIP from scratch on the synthetic world, or resume one) and `vl demo`
 //! (the out-of-the-box run: pretrain the tiny model unless a finished run is already there, then
-//! load the exported checkpoint like any Hugging Face CLIP and classify held-out images zero-shot).
+//! load the exported checkpoint like any Hugging Face CLIP and classify held-out images zero-shot,
+//! then run the quick-start experiment `experiments/quickstart.toml` on it: base-to-novel with
+//! zero-shot, linear probe, CoOp, CoCoOp, KgCoOp, LASP and LoRA, 3 seeds, table and plots).
 
 use std::path::PathBuf;
 
@@ -54,6 +56,12 @@ pub(crate) struct DemoArgs {
     /// Held-out images to show.
     #[arg(long, default_value_t = 8)]
     show: usize,
+    /// The experiment run on the pretrained model afterwards (its `model` must be `--out`).
+    #[arg(long, default_value = "experiments/quickstart.toml")]
+    experiment: PathBuf,
+    /// Skip the experiment: pretrain (or reuse) and show zero-shot predictions only.
+    #[arg(long)]
+    no_experiment: bool,
 }
 
 fn load_config(path: &PathBuf) -> Result<PretrainConfig> {
@@ -105,6 +113,7 @@ fn print_summary(report: &PretrainReport, out: &std::path::Path) {
 
 /// `vl demo`.
 pub(crate) fn run_demo(args: &DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let report = if vl_train::is_finished(&args.out) {
         eprintln!("reusing the finished run in {}", args.out.display());
         vl_train::read_report(&args.out)?
@@ -166,5 +175,24 @@ pub(crate) fn run_demo(args: &DemoArgs) -> Result<()> {
             if best == label { "" } else { " ✗" }
         );
     }
+    if args.no_experiment {
+        return Ok(());
+    }
+    println!(
+        "\nrunning {} on {}",
+        args.experiment.display(),
+        args.out.display()
+    );
+    let out = crate::run::run(&crate::run::RunArgs {
+        experiment: args.experiment.clone(),
+        out: None,
+        seeds: Vec::new(),
+        device: args.device.clone(),
+    })?;
+    println!(
+        "demo finished in {:.1} min (pretraining reused or resumed where possible); results in {}",
+        started.elapsed().as_secs_f64() / 60.0,
+        out.display()
+    );
     Ok(())
 }

@@ -77,20 +77,22 @@ fn options(out: PathBuf, device: Option<&str>) -> Result<PromptOptions> {
         git_revision: env!("VL_GIT_REVISION").to_owned(),
         stop_after_epochs: None,
         verbose: true,
+        feature_cache: Some(PathBuf::from("runs/.feature-cache")),
     })
 }
 
 fn summary(r: &PromptReport) -> String {
+    let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
     format!(
-        "{} seed {}: zero-shot base {:.1} novel {:.1} HM {:.1} | learned base {:.1} novel {:.1} HM {:.1} ({} trainable parameters, {:.0} s)",
+        "{} seed {}: zero-shot base {:.1} novel {} HM {} | learned base {:.1} novel {} HM {} ({} trainable parameters, {:.0} s)",
         r.config.method,
         r.config.seed,
         r.zero_shot.base,
-        r.zero_shot.novel,
-        r.zero_shot.hm,
+        pct(r.zero_shot.novel),
+        pct(r.zero_shot.hm),
         r.learned.base,
-        r.learned.novel,
-        r.learned.hm,
+        pct(r.learned.novel),
+        pct(r.learned.hm),
         r.trainable_parameters,
         r.seconds
     )

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 mod error;
+pub mod experiment;
 pub mod model;
 pub mod pretrain;
 pub mod prompt;

@@ -104,6 +104,54 @@ impl OptimSection {
     }
 }
 
+/// Which classes a run trains and tests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassProtocol {
+    /// CoCoOp's base-to-novel protocol: train on the base half of the classes, test on base
+    /// and on novel classes separately (the default).
+    #[default]
+    BaseToNovel,
+    /// The few-shot protocol of CoOp: train and test on all classes (reported as `base`;
+    /// `novel` and `hm` are absent).
+    AllClasses,
+}
+
+/// A method without learned prompts: the zero-shot baseline or a probe on frozen image
+/// features (`vl_eval`). A probe sees only the base classes' images, so it has no novel
+/// accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProbeConfig {
+    /// The hand-crafted template ensemble (`templates`), nothing trained.
+    ZeroShot,
+    /// Multinomial logistic regression with L2 on the frozen, normalised image features; its
+    /// strength is chosen on a validation set of `shots` further images per class, then the
+    /// probe is refit on train and validation (`vl_eval::linear_probe`).
+    Linear {
+        /// Candidate inverse strengths `C`. Default: `vl_eval`'s grid, 1e-3 to 1e3.
+        #[serde(default)]
+        c_grid: Option<Vec<f64>>,
+    },
+    /// k-nearest neighbours among the training shots (`vl_eval::knn`).
+    Knn {
+        /// Neighbours. Default: `20`.
+        #[serde(default = "default_knn_k")]
+        k: usize,
+        /// Vote weight temperature; `None` = one vote each. Default: `0.07`.
+        #[serde(default = "default_knn_temperature")]
+        temperature: Option<f64>,
+    },
+}
+
+fn default_knn_k() -> usize {
+    vl_eval::knn::KnnConfig::default().k
+}
+
+fn default_knn_temperature() -> Option<f64> {
+    vl_eval::knn::KnnConfig::default().temperature
+}
+
 /// A prompt-learning run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +165,8 @@ pub struct PromptRunConfig {
     pub model: PathBuf,
     /// The synthetic-world task. Default: `shape_colour` (64 classes).
     pub task: Task,
+    /// Base-to-novel or all classes. Default: `base_to_novel`.
+    pub protocol: ClassProtocol,
     /// Training images per base class. Default: `16`.
     pub shots: usize,
     /// Test images per class. Default: `16`.
@@ -143,6 +193,9 @@ pub struct PromptRunConfig {
     /// LoRA on the vision tower plus CoOp on the text side). Without a text prompt, classes are
     /// the fixed hand-crafted ensemble, so the text tower cannot be adapted. Default: `None`.
     pub peft: Option<vl_peft::PeftConfig>,
+    /// Run a baseline or a probe on frozen features instead of learning prompts (`prompt`,
+    /// `objective`, `peft` and `lfa` are then unused). Default: `None`.
+    pub probe: Option<ProbeConfig>,
 }
 
 impl Default for PromptRunConfig {
@@ -152,6 +205,7 @@ impl Default for PromptRunConfig {
             seed: 1,
             model: PathBuf::from("runs/pretrain-tiny"),
             task: Task::ShapeColour,
+            protocol: ClassProtocol::BaseToNovel,
             shots: 16,
             test_per_class: 16,
             prompt: PromptConfig::coop(),
@@ -170,6 +224,7 @@ impl Default for PromptRunConfig {
             optim: OptimSection::default(),
             lfa: None,
             peft: None,
+            probe: None,
         }
     }
 }
@@ -273,6 +328,9 @@ impl PromptRunConfig {
         if self.test_per_class == 0 {
             return invalid("test_per_class", "at least 1", "0".into());
         }
+        if self.probe.is_some() {
+            return Ok(());
+        }
         if self.prompt.text.is_none()
             && self.prompt.visual.is_none()
             && self.peft.is_none()
@@ -280,7 +338,7 @@ impl PromptRunConfig {
         {
             return invalid(
                 "prompt",
-                "something to learn: [prompt.text], [prompt.visual], [peft] or [lfa]",
+                "something to learn: [prompt.text], [prompt.visual], [peft], [lfa] or [probe]",
                 "none".into(),
             );
         }
@@ -298,25 +356,28 @@ impl PromptRunConfig {
     }
 }
 
-/// Accuracy (%) on base and novel classes and their harmonic mean.
+/// Accuracy (%) on base and novel classes and their harmonic mean. With
+/// [`ClassProtocol::AllClasses`], `base` is the accuracy among all classes and there is no
+/// novel accuracy; a probe has none either.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BaseNovel {
     /// Base-class accuracy (%), classifying among base classes.
     pub base: f64,
     /// Novel-class accuracy (%), classifying among novel classes.
-    pub novel: f64,
-    /// Harmonic mean.
-    pub hm: f64,
+    #[serde(default)]
+    pub novel: Option<f64>,
+    /// Harmonic mean of base and novel.
+    #[serde(default)]
+    pub hm: Option<f64>,
 }
 
 impl BaseNovel {
-    fn new(base: f64, novel: f64) -> Self {
-        let hm = if base + novel > 0.0 {
-            2.0 * base * novel / (base + novel)
-        } else {
-            0.0
-        };
-        Self { base, novel, hm }
+    fn new(base: f64, novel: Option<f64>) -> Self {
+        Self {
+            base,
+            novel,
+            hm: novel.map(|n| vl_eval::metrics::harmonic_mean(base, n)),
+        }
     }
 }
 
@@ -373,8 +434,135 @@ pub struct PromptOptions {
     pub git_revision: String,
     /// Stop after this many epochs of this invocation (for interrupting on purpose).
     pub stop_after_epochs: Option<usize>,
-    /// Print progress.
+    /// Print progress (it always goes to the run's `log.txt` too).
     pub verbose: bool,
+    /// Directory of cached frozen image features (probes), keyed by the model's fingerprint
+    /// and the exact images; `None` computes them every time. Default in the CLI:
+    /// `runs/.feature-cache`.
+    pub feature_cache: Option<PathBuf>,
+}
+
+/// Progress lines of a run: printed when verbose, always appended to `<run>/log.txt`.
+struct RunLog {
+    path: PathBuf,
+    verbose: bool,
+    method: String,
+}
+
+impl RunLog {
+    fn new(dir: &Path, verbose: bool, method: &str) -> Self {
+        Self {
+            path: dir.join("log.txt"),
+            verbose,
+            method: method.to_string(),
+        }
+    }
+
+    fn line(&self, message: &str) {
+        let line = format!("[{}] {message}", self.method);
+        if self.verbose {
+            eprintln!("{line}");
+        }
+        // A log line that cannot be written is not worth failing a run for.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            use std::io::Write as _;
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Labels of an image set as `usize`.
+fn labels_of(images: &Images) -> Vec<usize> {
+    images.labels.iter().map(|&l| l as usize).collect()
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The normalised frozen image features of `images` (`[n * dim]`, `dim`), from the cache
+/// directory when an entry for this model and these exact images (and pixels) exists; a new
+/// entry is written atomically.
+fn frozen_features(
+    clip: &Clip,
+    images: &Images,
+    cache: Option<(&Path, &str)>,
+    device: &Device,
+) -> Result<(Vec<f32>, usize)> {
+    let key = cache.map(|(dir, model)| {
+        let mut bytes = model.as_bytes().to_vec();
+        for (split, index) in &images.sources {
+            bytes.extend(format!("{split:?}:{index};").as_bytes());
+        }
+        for v in &images.pixels {
+            bytes.extend(v.to_le_bytes());
+        }
+        dir.join(format!("{:016x}.json", fnv1a(&bytes)))
+    });
+    if let Some(path) = &key
+        && path.is_file()
+    {
+        let (features, dim): (Vec<f32>, usize) = read_json(path)?;
+        if features.len() == images.len() * dim {
+            return Ok((features, dim));
+        }
+    }
+    let idx: Vec<usize> = (0..images.len()).collect();
+    let parts: Vec<Tensor<2>> = idx
+        .chunks(128)
+        .map(|c| {
+            let (px, _) = images.batch(c, device);
+            vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach()
+        })
+        .collect();
+    let all = Tensor::cat(parts, 0);
+    let dim = all.dims()[1];
+    let features: Vec<f32> = all
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Training(format!("reading image features: {e:?}")))?;
+    if let Some(path) = &key {
+        write_json_atomic(path, &(&features, dim))?;
+    }
+    Ok((features, dim))
+}
+
+/// `manifest.json`: exactly which images (synthetic world split and index) and classes a run
+/// used, and the world they come from.
+fn write_manifest(
+    dir: &Path,
+    config: &PromptRunConfig,
+    pretrain: &PretrainConfig,
+    (base, novel): (&[String], &[String]),
+    sets: [(&str, Option<&Images>); 4],
+) -> Result<()> {
+    let mut map = serde_json::Map::new();
+    map.insert("model".into(), serde_json::json!(config.model));
+    map.insert("world".into(), serde_json::json!(pretrain.world));
+    map.insert("task".into(), serde_json::json!(config.task));
+    map.insert(
+        "classes".into(),
+        serde_json::json!({ "base": base, "novel": novel }),
+    );
+    for (name, set) in sets {
+        if let Some(set) = set {
+            let items: Vec<serde_json::Value> = set
+                .sources
+                .iter()
+                .zip(&set.labels)
+                .map(|((split, index), label)| serde_json::json!([split, index, label]))
+                .collect();
+            map.insert(name.into(), serde_json::Value::Array(items));
+        }
+    }
+    write_json_atomic(&dir.join("manifest.json"), &serde_json::Value::Object(map))
 }
 
 /// Labelled images of one class list: preprocessed pixels, labels.
@@ -382,6 +570,8 @@ struct Images {
     pixels: Vec<f32>,
     labels: Vec<i64>,
     size: usize,
+    /// Where each image comes from (for the manifest and the feature cache).
+    sources: Vec<(Split, u64)>,
 }
 
 impl Images {
@@ -464,17 +654,20 @@ fn class_images(
     let size = world.config().image_size as usize;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
+    let mut sources = Vec::new();
     for (pos, list) in picked.iter().enumerate() {
         for &(split, index) in list {
             let sample = world.sample_in(split, index);
             pixels.extend(preprocessor.preprocess(&sample.image));
             labels.push(pos as i64);
+            sources.push((split, index));
         }
     }
     Ok(Images {
         pixels,
         labels,
         size,
+        sources,
     })
 }
 
@@ -624,7 +817,10 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         .iter()
         .map(|n| vl_data::synthetic::with_article(n))
         .collect();
-    let (base, novel) = vl_data::base_novel_split(all_names.len());
+    let (base, novel) = match config.protocol {
+        ClassProtocol::BaseToNovel => vl_data::base_novel_split(all_names.len()),
+        ClassProtocol::AllClasses => ((0..all_names.len()).collect(), Vec::new()),
+    };
     let names = |ids: &[usize]| {
         ids.iter()
             .map(|&i| all_names[i].clone())
@@ -639,14 +835,18 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         config.test_per_class,
         0,
     )?;
-    let novel_test = class_images(
-        &world,
-        &preprocessor,
-        config.task,
-        &novel,
-        config.test_per_class,
-        0,
-    )?;
+    let novel_test = if novel.is_empty() {
+        None
+    } else {
+        Some(class_images(
+            &world,
+            &preprocessor,
+            config.task,
+            &novel,
+            config.test_per_class,
+            0,
+        )?)
+    };
     let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
     let train = class_images(
         &world,
@@ -656,6 +856,33 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         config.shots,
         train_start,
     )?;
+
+    // A validation set for the linear probe: `shots` more images per base class, disjoint
+    // from the shots (a later index range of the same seed).
+    let val = match &config.probe {
+        Some(ProbeConfig::Linear { .. }) => Some(class_images(
+            &world,
+            &preprocessor,
+            config.task,
+            &base,
+            config.shots,
+            train_start + (1 << 24),
+        )?),
+        _ => None,
+    };
+    write_manifest(
+        dir,
+        config,
+        &pretrain,
+        (&base_names, &novel_names),
+        [
+            ("train", Some(&train)),
+            ("val", val.as_ref()),
+            ("base_test", Some(&base_test)),
+            ("novel_test", novel_test.as_ref()),
+        ],
+    )?;
+    let log = RunLog::new(dir, opts.verbose, &config.method);
 
     // Zero-shot baseline.
     let templates = Templates::new(config.templates.clone())?;
@@ -669,22 +896,119 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             &base_test,
             &inference,
         )?,
-        zero_shot(
-            &clip,
-            &tokenizer,
-            &novel_names,
-            &templates,
-            &novel_test,
-            &inference,
-        )?,
+        match &novel_test {
+            Some(novel_test) => Some(zero_shot(
+                &clip,
+                &tokenizer,
+                &novel_names,
+                &templates,
+                novel_test,
+                &inference,
+            )?),
+            None => None,
+        },
     );
+    log.line(&format!(
+        "zero-shot: base {:.1}{}",
+        zs.base,
+        zs.novel.map_or(String::new(), |n| format!(" novel {n:.1}"))
+    ));
+
+    if let Some(probe) = &config.probe {
+        let started = std::time::Instant::now();
+        let cache = opts
+            .feature_cache
+            .as_deref()
+            .map(|c| (c, fingerprint.as_str()));
+        let learned = match probe {
+            ProbeConfig::ZeroShot => zs,
+            ProbeConfig::Linear { c_grid } => {
+                let val = val.as_ref().ok_or_else(|| {
+                    Error::Training("linear probe without a validation set".into())
+                })?;
+                let probe_config = vl_eval::linear_probe::LinearProbeConfig {
+                    c_grid: c_grid.clone().unwrap_or_else(|| {
+                        vl_eval::linear_probe::LinearProbeConfig::default().c_grid
+                    }),
+                    ..vl_eval::linear_probe::LinearProbeConfig::default()
+                };
+                let (tr, va, te) = (
+                    frozen_features(&clip, &train, cache, &inference)?,
+                    frozen_features(&clip, val, cache, &inference)?,
+                    frozen_features(&clip, &base_test, cache, &inference)?,
+                );
+                let (fitted, search) = vl_eval::linear_probe::fit_with_validation(
+                    (&tr.0, &labels_of(&train)),
+                    (&va.0, &labels_of(val)),
+                    tr.1,
+                    base_names.len(),
+                    &probe_config,
+                )
+                .map_err(|e| Error::Training(format!("linear probe: {e}")))?;
+                log.line(&format!(
+                    "linear probe: C = {:.4e} chosen among {} values on validation",
+                    fitted.c,
+                    search.len()
+                ));
+                let pred = fitted
+                    .predict(&te.0)
+                    .map_err(|e| Error::Training(format!("linear probe: {e}")))?;
+                BaseNovel::new(
+                    vl_eval::metrics::accuracy(&pred, &labels_of(&base_test))
+                        .map_err(|e| Error::Training(e.to_string()))?,
+                    None,
+                )
+            }
+            ProbeConfig::Knn { k, temperature } => {
+                let (tr, te) = (
+                    frozen_features(&clip, &train, cache, &inference)?,
+                    frozen_features(&clip, &base_test, cache, &inference)?,
+                );
+                let pred = vl_eval::knn::knn_classify(
+                    &tr.0,
+                    &labels_of(&train),
+                    &te.0,
+                    tr.1,
+                    base_names.len(),
+                    &vl_eval::knn::KnnConfig {
+                        k: *k,
+                        temperature: *temperature,
+                    },
+                )
+                .map_err(|e| Error::Training(format!("kNN: {e}")))?;
+                BaseNovel::new(
+                    vl_eval::metrics::accuracy(&pred, &labels_of(&base_test))
+                        .map_err(|e| Error::Training(e.to_string()))?,
+                    None,
+                )
+            }
+        };
+        let d = clip.text_projection.weight.dims()[1];
+        let report = PromptReport {
+            config: config.clone(),
+            base_model: fingerprint,
+            backend: opts.backend.clone(),
+            dtype: "f32".into(),
+            git_revision: opts.git_revision.clone(),
+            zero_shot: zs,
+            learned,
+            trainable_parameters: match probe {
+                ProbeConfig::ZeroShot | ProbeConfig::Knn { .. } => 0,
+                ProbeConfig::Linear { .. } => (d + 1) * base_names.len(),
+            },
+            history: Vec::new(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        write_json_atomic(&report_path, &report)?;
+        return Ok(report);
+    }
 
     if let Some(lfa) = &config.lfa {
         let started = std::time::Instant::now();
         let sets = LfaSets {
             train: &train,
             base_test: &base_test,
-            novel_test: &novel_test,
+            novel_test: novel_test.as_ref(),
         };
         let (learned, history) = run_lfa(
             lfa,
@@ -695,7 +1019,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             &sets,
             config,
             &device,
-            opts.verbose,
+            &log,
         )?;
         let d = clip.text_projection.weight.dims()[1];
         let report = PromptReport {
@@ -726,9 +1050,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             }
             let (clip, state) = vl_peft::apply_peft(clip, p, mix(config.seed ^ 0x9EF7))
                 .map_err(|e| Error::Training(e.to_string()))?;
-            if opts.verbose {
-                eprintln!("[{}] {}", config.method, state.trainable_line());
-            }
+            log.line(&state.trainable_line());
             (clip, Some(state))
         }
         None => (clip, None),
@@ -867,12 +1189,10 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             loss: loss_sum / steps.max(1) as f64,
             train_accuracy: 100.0 * hits as f64 / n as f64,
         };
-        if opts.verbose {
-            eprintln!(
-                "[{}] epoch {epoch}/{} lr {:.2e} loss {:.4} train acc {:.1}%",
-                config.method, o.epochs, record.lr, record.loss, record.train_accuracy
-            );
-        }
+        log.line(&format!(
+            "epoch {epoch}/{} lr {:.2e} loss {:.4} train acc {:.1}%",
+            o.epochs, record.lr, record.loss, record.train_accuracy
+        ));
         history.push(record);
         Checkpointer::save(&learner_ckpt, epoch, tuned.learner.clone().into_record())
             .map_err(|e| Error::Training(format!("saving learner checkpoint: {e}")))?;
@@ -904,15 +1224,18 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             &base_test,
             &inference,
         )?,
-        evaluate(
-            &clip,
-            &tokenizer,
-            &learner,
-            &templates,
-            &novel_names,
-            &novel_test,
-            &inference,
-        )?,
+        match &novel_test {
+            Some(novel_test) => Some(evaluate(
+                &clip,
+                &tokenizer,
+                &learner,
+                &templates,
+                &novel_names,
+                novel_test,
+                &inference,
+            )?),
+            None => None,
+        },
     );
     if learner.ctx.is_some() || !learner.visual.is_empty() {
         save_prompts(
@@ -960,7 +1283,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
 struct LfaSets<'a> {
     train: &'a Images,
     base_test: &'a Images,
-    novel_test: &'a Images,
+    novel_test: Option<&'a Images>,
 }
 
 /// LFA: closed-form regularised Procrustes from the shots' image features to their classes'
@@ -975,7 +1298,7 @@ fn run_lfa(
     sets: &LfaSets<'_>,
     config: &PromptRunConfig,
     device: &Device,
-    verbose: bool,
+    log: &RunLog,
 ) -> Result<(BaseNovel, Vec<PromptEpoch>)> {
     let frozen = |images: &Images| -> Tensor<2> {
         let idx: Vec<usize> = (0..images.len()).collect();
@@ -995,7 +1318,11 @@ fn run_lfa(
         )
     };
     let base_text = class_text_features(clip, tokenizer, base_names, templates)?.detach();
-    let novel_text = class_text_features(clip, tokenizer, novel_names, templates)?.detach();
+    let novel_text = if novel_names.is_empty() {
+        base_text.clone()
+    } else {
+        class_text_features(clip, tokenizer, novel_names, templates)?.detach()
+    };
     let x = frozen(sets.train);
     let y = base_text.clone().select(0, labels(sets.train));
     let mut w = burn::module::Param::from_tensor(procrustes(x.clone(), y, lfa.beta)?);
@@ -1039,12 +1366,10 @@ fn run_lfa(
             loss: loss_sum / f64::from(steps.max(1)),
             train_accuracy: 100.0 * hits as f64 / n as f64,
         };
-        if verbose {
-            eprintln!(
-                "[{}] refine epoch {epoch}/{} loss {:.4} train acc {:.1}%",
-                config.method, lfa.refine_epochs, record.loss, record.train_accuracy
-            );
-        }
+        log.line(&format!(
+            "refine epoch {epoch}/{} loss {:.4} train acc {:.1}%",
+            lfa.refine_epochs, record.loss, record.train_accuracy
+        ));
         history.push(record);
     }
     let acc = |images: &Images, text: &Tensor<2>| {
@@ -1054,7 +1379,7 @@ fn run_lfa(
     Ok((
         BaseNovel::new(
             acc(sets.base_test, &base_text),
-            acc(sets.novel_test, &novel_text),
+            sets.novel_test.map(|n| acc(n, &novel_text)),
         ),
         history,
     ))
@@ -1079,18 +1404,6 @@ pub fn read_prompt_report(dir: &Path) -> Result<PromptReport> {
     read_json(&dir.join("report.json"))
 }
 
-/// `mean ± std` (sample std, `n - 1`; `± 0.0` for one value).
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n.max(1.0);
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 /// The base-to-novel table (Markdown): zero-shot first, then each method in order of first
 /// appearance; mean ± std over its seeds.
 pub fn base_novel_table(reports: &[PromptReport]) -> String {
@@ -1100,16 +1413,13 @@ pub fn base_novel_table(reports: &[PromptReport]) -> String {
             methods.push(&r.config.method);
         }
     }
-    let cell = |v: Vec<f64>| {
-        let (m, s) = mean_std(&v);
-        format!("{m:.1} ± {s:.1}")
-    };
+    let cell = |v: Vec<f64>| vl_eval::table::mean_std_cell(&v);
     let row = |name: &str, rows: Vec<BaseNovel>, seeds: usize, params: String| {
         format!(
             "| {name} | {} | {} | {} | {seeds} | {params} |\n",
             cell(rows.iter().map(|r| r.base).collect()),
-            cell(rows.iter().map(|r| r.novel).collect()),
-            cell(rows.iter().map(|r| r.hm).collect()),
+            cell(rows.iter().filter_map(|r| r.novel).collect()),
+            cell(rows.iter().filter_map(|r| r.hm).collect()),
         )
     };
     let mut out = String::from(
