@@ -357,6 +357,22 @@ mod tests {
                 args: strings(&["prompt-sweep", "--seeds", "1,2"]),
             }),
         );
+        check(
+            &["run", "experiments/quickstart.toml", "--device", "wgpu"],
+            Xtask::Vl(Vl {
+                backend: Backend::Wgpu,
+                profile: Profile::Release,
+                args: strings(&["run", "experiments/quickstart.toml"]),
+            }),
+        );
+        check(
+            &["report", "runs/quickstart"],
+            Xtask::Vl(Vl {
+                backend: Backend::Flex,
+                profile: Profile::Release,
+                args: strings(&["report", "runs/quickstart"]),
+            }),
+        );
     }
 
     #[test]

@@ -520,3 +520,26 @@ fn shape_variants_change_only_that_shape_and_never_show_held_out_pairs() {
             .is_none()
     );
 }
+
+#[test]
+fn several_captions_per_image_all_name_the_drawn_shapes_and_vary() {
+    let world = world();
+    let shapes: Vec<&str> = world.config().shapes.iter().map(|s| s.name()).collect();
+    let mut varied = 0;
+    for index in 0..100 {
+        let sample = world.sample_in(Split::Eval, index);
+        let captions = world.captions_in(Split::Eval, index, 5);
+        assert_eq!(captions.len(), 5);
+        assert_eq!(captions[0], sample.caption);
+        assert_eq!(captions, world.captions_in(Split::Eval, index, 5));
+        let drawn: Vec<&str> = sample.objects.iter().map(|o| o.shape.name()).collect();
+        for c in &captions {
+            assert_eq!(words_in(c, &shapes), drawn, "{c}");
+        }
+        varied += usize::from(captions.iter().collect::<HashSet<_>>().len() > 1);
+    }
+    assert!(
+        varied > 90,
+        "only {varied} of 100 images have varied captions"
+    );
+}

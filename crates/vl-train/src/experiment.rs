@@ -36,6 +36,7 @@ use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::prompt::{
     ClassProtocol, ProbeConfig, PromptOptions, PromptReport, PromptRunConfig, run_prompt,
 };
+use crate::retrieval::{RetrievalConfig, RetrievalReport, run_retrieval};
 use crate::{Error, Result};
 
 /// The protocol of an experiment.
@@ -46,6 +47,9 @@ pub enum Protocol {
     BaseToNovel,
     /// Train and test on all classes at each number of shots (CoOp's few-shot curves).
     FewShot,
+    /// Zero-shot image-text retrieval with the checkpoint itself (`[retrieval]`; synthetic
+    /// data sets; `methods`, `shots` and `seeds` are unused).
+    Retrieval,
 }
 
 /// One data set of an experiment.
@@ -57,6 +61,14 @@ pub enum DatasetSpec {
         /// The task. Default: `shape_colour`.
         #[serde(default = "default_task")]
         task: Task,
+    },
+    /// A CoOp-suite data set in CoOp's folder layout (`docs/datasets.md`); the experiment's
+    /// `model` is then any CLIP checkpoint directory.
+    Coop {
+        /// CoOp's data root (`$DATA`).
+        root: PathBuf,
+        /// The CoOp name, e.g. `"OxfordPets"` (see `vl_train::prompt::COOP_DATASETS`).
+        dataset: String,
     },
 }
 
@@ -75,6 +87,7 @@ impl DatasetSpec {
                     .unwrap_or_else(|| format!("{task:?}"));
                 format!("synthetic-{t}")
             }
+            DatasetSpec::Coop { dataset, .. } => dataset.clone(),
         }
     }
 }
@@ -90,6 +103,10 @@ pub struct MethodSpec {
     /// none (the defaults, i.e. CoOp, changed by `set`).
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// Start from a method's paper preset instead (`PromptRunConfig::paper_preset`: coop,
+    /// cocoop, kgcoop, lasp, variational, vpt, maple). Default: none.
+    #[serde(default)]
+    pub preset: Option<String>,
     /// Keys set on this method only, e.g. `set = { probe = { kind = "linear" } }`.
     #[serde(default)]
     pub set: toml::Table,
@@ -117,8 +134,12 @@ pub struct Experiment {
     /// Data sets. Default: the synthetic world's shape-colour task.
     #[serde(default = "default_datasets")]
     pub datasets: Vec<DatasetSpec>,
-    /// Methods, in table order.
+    /// Methods, in table order (none for `retrieval`). Default: none.
+    #[serde(default)]
     pub methods: Vec<MethodSpec>,
+    /// The retrieval protocol's settings. Default: see [`RetrievalConfig`].
+    #[serde(default)]
+    pub retrieval: RetrievalConfig,
     /// Keys set in every method's config (e.g. `test_per_class`, `optim.epochs`). Default:
     /// none.
     #[serde(default)]
@@ -208,6 +229,20 @@ impl Experiment {
                 ),
             ));
         }
+        if self.protocol == Protocol::Retrieval {
+            if let Some(d) = self
+                .datasets
+                .iter()
+                .find(|d| !matches!(d, DatasetSpec::Synthetic { .. }))
+            {
+                return Err(bad(
+                    "datasets",
+                    "synthetic data sets for the retrieval protocol",
+                    d.name(),
+                ));
+            }
+            return Ok(());
+        }
         if self.methods.is_empty() {
             return Err(bad("methods", "at least one [[methods]]", "none".into()));
         }
@@ -238,8 +273,19 @@ impl Experiment {
         seed: u64,
     ) -> Result<PromptRunConfig> {
         let spec = &self.methods[i];
-        let mut table = match &spec.config {
-            Some(rel) => {
+        let mut table = match (&spec.config, &spec.preset) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidConfig {
+                    field: format!("{}: methods[{i}]", self.file.display()),
+                    expected: "`config` or `preset`, not both".into(),
+                    found: "both".into(),
+                });
+            }
+            (None, Some(preset)) => {
+                let c = PromptRunConfig::paper_preset(preset)?;
+                toml::Table::try_from(&c).map_err(|e| toml_error(&self.file, e))?
+            }
+            (Some(rel), None) => {
                 let path = self.base_dir.join(rel);
                 let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
                     path: path.clone(),
@@ -247,7 +293,7 @@ impl Experiment {
                 })?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| toml_error(&path, e))?
             }
-            None => toml::Table::new(),
+            (None, None) => toml::Table::new(),
         };
         merge(&mut table, &self.overrides);
         merge(&mut table, &spec.set);
@@ -266,10 +312,16 @@ impl Experiment {
         config.shots = shots;
         config.protocol = match self.protocol {
             Protocol::BaseToNovel => ClassProtocol::BaseToNovel,
-            Protocol::FewShot => ClassProtocol::AllClasses,
+            Protocol::FewShot | Protocol::Retrieval => ClassProtocol::AllClasses,
         };
         match dataset {
             DatasetSpec::Synthetic { task } => config.task = *task,
+            DatasetSpec::Coop { root, dataset } => {
+                config.data = Some(crate::prompt::CoopData {
+                    root: root.clone(),
+                    dataset: dataset.clone(),
+                });
+            }
         }
         Ok(config)
     }
@@ -278,6 +330,9 @@ impl Experiment {
     /// baseline does not depend on shots or seed: it is one cell per data set.
     pub fn cells(&self) -> Result<Vec<Cell>> {
         let mut cells = Vec::new();
+        if self.protocol == Protocol::Retrieval {
+            return Ok(cells);
+        }
         for dataset in &self.datasets {
             for m in 0..self.methods.len() {
                 let zero_shot = matches!(
@@ -343,6 +398,33 @@ pub struct ExperimentOptions {
 /// Runs (or continues) every cell, then writes the report. Returns the reports of all cells.
 pub fn run_experiment(exp: &Experiment, opts: &ExperimentOptions) -> Result<Vec<CellReport>> {
     let out = &opts.out_dir;
+    if exp.protocol == Protocol::Retrieval {
+        write_json_atomic(
+            &out.join("experiment.json"),
+            &Resolved {
+                experiment: exp.clone(),
+                cells: Vec::new(),
+            },
+        )?;
+        let mut done = Vec::new();
+        for d in &exp.datasets {
+            if opts.run.verbose {
+                eprintln!("== retrieval: {}", d.name());
+            }
+            let report = run_retrieval(
+                &exp.model,
+                &exp.retrieval,
+                &out.join(d.name()).join("retrieval"),
+                &opts.run.device,
+                &opts.run.backend,
+                &opts.run.git_revision,
+            )?;
+            done.push((d.name(), report));
+        }
+        let md = retrieval_markdown(&done);
+        write_atomic(&out.join("results.md"), md.as_bytes())?;
+        return Ok(Vec::new());
+    }
     let cells = exp.cells()?;
     // The resolved experiment: what `report` aggregates. A cell whose directory holds another
     // config is refused by `run_prompt`, so growing an experiment (more seeds, another method)
@@ -494,6 +576,7 @@ pub fn report_markdown(protocol: Protocol, rows: &[Row]) -> String {
     let datasets = unique(rows.iter().map(|r| r.dataset.clone()));
     let mut md = String::new();
     match protocol {
+        Protocol::Retrieval => {}
         Protocol::BaseToNovel => {
             for d in &datasets {
                 let mut t = Table::new([
@@ -639,7 +722,36 @@ fn plot_error(e: vl_eval::Error) -> Error {
 /// Markdown.
 pub fn write_report(protocol: Protocol, cells: &[CellReport], out: &Path) -> Result<String> {
     let rows = rows(cells);
-    let md = report_markdown(protocol, &rows);
+    let mut md = report_markdown(protocol, &rows);
+    // Zero-shot top-1 / top-5, and per-class accuracies as CSV (one file per data set).
+    let mut zs = Table::new(["data set", "classes", "top-1 (%)", "top-5 (%)"]);
+    for c in cells
+        .iter()
+        .filter(|c| matches!(c.report.config.probe, Some(ProbeConfig::ZeroShot)))
+    {
+        let mut per_class = Table::new(["class", "set", "accuracy (%)"]);
+        for d in &c.report.zero_shot_detail {
+            zs.push([
+                c.dataset.clone(),
+                format!("{} ({})", d.per_class.len(), d.set),
+                format!("{:.1}", d.top1),
+                format!("{:.1}", d.top5),
+            ]);
+            for (class, acc) in &d.per_class {
+                per_class.push([class.clone(), d.set.clone(), format!("{acc:.2}")]);
+            }
+        }
+        write_atomic(
+            &out.join(format!("zero-shot-per-class-{}.csv", c.dataset)),
+            per_class.to_csv().as_bytes(),
+        )?;
+    }
+    if !zs.rows.is_empty() {
+        md += &format!(
+            "\n### Zero-shot top-1 / top-5 (per-class accuracies: zero-shot-per-class-<data set>.csv)\n\n{}",
+            zs.to_markdown()
+        );
+    }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
     write_atomic(&out.join("results.csv"), report_csv(&rows).as_bytes())?;
     write_json_atomic(&out.join("results.json"), &rows)?;
@@ -649,6 +761,7 @@ pub fn write_report(protocol: Protocol, cells: &[CellReport], out: &Path) -> Res
     for d in unique(rows.iter().map(|r| r.dataset.clone())) {
         let here: Vec<&Row> = rows.iter().filter(|r| r.dataset == d).collect();
         match protocol {
+            Protocol::Retrieval => {}
             Protocol::BaseToNovel => {
                 let chart = BarChart {
                     title: format!("{d}: base-to-novel"),
@@ -708,6 +821,19 @@ pub fn write_report(protocol: Protocol, cells: &[CellReport], out: &Path) -> Res
 
 /// `report`: re-aggregates an experiment's output directory; returns the Markdown.
 pub fn report(out: &Path) -> Result<String> {
+    let resolved: Resolved = read_json(&out.join("experiment.json"))?;
+    if resolved.experiment.protocol == Protocol::Retrieval {
+        let mut done = Vec::new();
+        for d in &resolved.experiment.datasets {
+            let path = out.join(d.name()).join("retrieval/retrieval.json");
+            if path.is_file() {
+                done.push((d.name(), read_json(&path)?));
+            }
+        }
+        let md = retrieval_markdown(&done);
+        write_atomic(&out.join("results.md"), md.as_bytes())?;
+        return Ok(md);
+    }
     let (protocol, cells) = collect(out)?;
     if cells.is_empty() {
         return Err(Error::RunDir {
@@ -716,4 +842,43 @@ pub fn report(out: &Path) -> Result<String> {
         });
     }
     write_report(protocol, &cells, out)
+}
+
+/// The retrieval table: recall@K both ways, mean and median ranks.
+pub fn retrieval_markdown(done: &[(String, RetrievalReport)]) -> String {
+    let Some((_, first)) = done.first() else {
+        return "no retrieval result\n".into();
+    };
+    let ks: Vec<usize> = first
+        .metrics
+        .image_to_text
+        .recall
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    let mut headers = vec!["data set".to_string(), "images x captions".to_string()];
+    for dir in ["I→T", "T→I"] {
+        headers.extend(ks.iter().map(|k| format!("{dir} R@{k}")));
+        headers.push(format!("{dir} mean / median rank"));
+    }
+    let mut t = Table::new(headers);
+    for (name, r) in done {
+        let mut row = vec![
+            name.clone(),
+            format!("{} x {}", r.config.images, r.config.captions_per_image),
+        ];
+        for m in [&r.metrics.image_to_text, &r.metrics.text_to_image] {
+            row.extend(m.recall.iter().map(|(_, v)| format!("{v:.1}")));
+            row.push(format!("{:.1} / {:.1}", m.mean_rank, m.median_rank));
+        }
+        t.push(row);
+    }
+    format!(
+        "### Zero-shot retrieval (recall in %, several captions per image)\n\n{}\nModel {}; backend, dtype, git revision: {} {} {}.\n",
+        t.to_markdown(),
+        first.model.display(),
+        first.backend,
+        first.dtype,
+        first.git_revision
+    )
 }

@@ -23,6 +23,7 @@ pub mod pretrain;
 pub mod prompt;
 pub mod renderer;
 pub mod report;
+pub mod retrieval;
 pub mod tokenizer;
 pub mod zeroshot;
 

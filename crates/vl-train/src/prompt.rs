@@ -19,6 +19,7 @@
 //! disjoint, seed-dependent index range.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
@@ -196,6 +197,9 @@ pub struct PromptRunConfig {
     /// Run a baseline or a probe on frozen features instead of learning prompts (`prompt`,
     /// `objective`, `peft` and `lfa` are then unused). Default: `None`.
     pub probe: Option<ProbeConfig>,
+    /// A CoOp-suite data set instead of the synthetic world (`task` is then unused and `model`
+    /// may be any CLIP checkpoint). Default: `None`.
+    pub data: Option<CoopData>,
 }
 
 impl Default for PromptRunConfig {
@@ -225,6 +229,7 @@ impl Default for PromptRunConfig {
             lfa: None,
             peft: None,
             probe: None,
+            data: None,
         }
     }
 }
@@ -409,6 +414,9 @@ pub struct PromptReport {
     pub git_revision: String,
     /// Zero-shot accuracy with the hand-crafted ensemble.
     pub zero_shot: BaseNovel,
+    /// Zero-shot top-1, top-5 and per-class accuracy of each test set.
+    #[serde(default)]
+    pub zero_shot_detail: Vec<ZeroShotDetail>,
     /// Accuracy with the learned prompts.
     pub learned: BaseNovel,
     /// Trainable parameters.
@@ -498,11 +506,12 @@ fn frozen_features(
 ) -> Result<(Vec<f32>, usize)> {
     let key = cache.map(|(dir, model)| {
         let mut bytes = model.as_bytes().to_vec();
-        for (split, index) in &images.sources {
-            bytes.extend(format!("{split:?}:{index};").as_bytes());
+        bytes.extend(format!("{:?}", images.loader.preprocessor.config()).as_bytes());
+        if let Some(world) = &images.loader.world {
+            bytes.extend(format!("{:?}", world.config()).as_bytes());
         }
-        for v in &images.pixels {
-            bytes.extend(v.to_le_bytes());
+        for source in &images.sources {
+            bytes.extend(format!("{source:?};").as_bytes());
         }
         dir.join(format!("{:016x}.json", fnv1a(&bytes)))
     });
@@ -518,10 +527,10 @@ fn frozen_features(
     let parts: Vec<Tensor<2>> = idx
         .chunks(128)
         .map(|c| {
-            let (px, _) = images.batch(c, device);
-            vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach()
+            let (px, _) = images.batch(c, device)?;
+            Ok(vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let all = Tensor::cat(parts, 0);
     let dim = all.dims()[1];
     let features: Vec<f32> = all
@@ -534,19 +543,18 @@ fn frozen_features(
     Ok((features, dim))
 }
 
-/// `manifest.json`: exactly which images (synthetic world split and index) and classes a run
-/// used, and the world they come from.
+/// `manifest.json`: exactly which images (synthetic world split and index, or file) and classes
+/// a run used, and the world or data set they come from.
 fn write_manifest(
     dir: &Path,
     config: &PromptRunConfig,
-    pretrain: &PretrainConfig,
+    source: serde_json::Value,
     (base, novel): (&[String], &[String]),
     sets: [(&str, Option<&Images>); 4],
 ) -> Result<()> {
     let mut map = serde_json::Map::new();
     map.insert("model".into(), serde_json::json!(config.model));
-    map.insert("world".into(), serde_json::json!(pretrain.world));
-    map.insert("task".into(), serde_json::json!(config.task));
+    map.insert("data".into(), source);
     map.insert(
         "classes".into(),
         serde_json::json!({ "base": base, "novel": novel }),
@@ -557,7 +565,10 @@ fn write_manifest(
                 .sources
                 .iter()
                 .zip(&set.labels)
-                .map(|((split, index), label)| serde_json::json!([split, index, label]))
+                .map(|(source, label)| match source {
+                    Source::World(split, index) => serde_json::json!([split, index, label]),
+                    Source::File(path) => serde_json::json!([path, label]),
+                })
                 .collect();
             map.insert(name.into(), serde_json::Value::Array(items));
         }
@@ -567,11 +578,42 @@ fn write_manifest(
 
 /// Labelled images of one class list: preprocessed pixels, labels.
 struct Images {
-    pixels: Vec<f32>,
+    /// Where each image comes from (also the manifest and the feature-cache key).
+    sources: Vec<Source>,
     labels: Vec<i64>,
-    size: usize,
-    /// Where each image comes from (for the manifest and the feature cache).
-    sources: Vec<(Split, u64)>,
+    loader: Arc<Loader>,
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum Source {
+    /// A synthetic-world sample.
+    World(Split, u64),
+    /// An image file.
+    File(PathBuf),
+}
+
+/// Decodes and preprocesses [`Source`]s on demand (images are never all held in memory).
+struct Loader {
+    world: Option<SyntheticWorld>,
+    preprocessor: ImagePreprocessor,
+}
+
+impl Loader {
+    fn pixels(&self, source: &Source) -> Result<Vec<f32>> {
+        match (source, &self.world) {
+            (Source::World(split, index), Some(world)) => Ok(self
+                .preprocessor
+                .preprocess(&world.sample_in(*split, *index).image)),
+            (Source::File(path), _) => Ok(self
+                .preprocessor
+                .preprocess(&vl_data::image::load_image(path)?)),
+            (Source::World(..), None) => Err(Error::Training(
+                "a synthetic-world image without a world".into(),
+            )),
+        }
+    }
 }
 
 impl Images {
@@ -579,20 +621,45 @@ impl Images {
         self.labels.len()
     }
 
-    fn batch(&self, idx: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        let per = 3 * self.size * self.size;
-        let mut px = Vec::with_capacity(idx.len() * per);
-        for &i in idx {
-            px.extend_from_slice(&self.pixels[i * per..(i + 1) * per]);
-        }
+    /// Decodes, preprocesses and stacks the images `idx` (on worker threads).
+    fn batch(&self, idx: &[usize], device: &Device) -> Result<(Tensor<4>, Tensor<1, Int>)> {
+        let c = self.loader.preprocessor.config();
+        let (h, w) = (c.crop_height as usize, c.crop_width as usize);
+        let per = 3 * h * w;
+        let mut px = vec![0.0f32; idx.len() * per];
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows = idx.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = px
+                .chunks_mut(rows * per)
+                .zip(idx.chunks(rows))
+                .map(|(out, ids)| {
+                    scope.spawn(move || -> Result<()> {
+                        for (o, &i) in out.chunks_mut(per).zip(ids) {
+                            let p = self.loader.pixels(&self.sources[i])?;
+                            if p.len() != per {
+                                return Err(Error::Training(format!(
+                                    "{:?}: preprocessed to {} values, expected {per}",
+                                    self.sources[i],
+                                    p.len()
+                                )));
+                            }
+                            o.copy_from_slice(&p);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Training("image decoding panicked".into())))
+            })
+        })?;
         let labels: Vec<i64> = idx.iter().map(|&i| self.labels[i]).collect();
-        (
-            Tensor::from_data(
-                TensorData::new(px, [idx.len(), 3, self.size, self.size]),
-                device,
-            ),
+        Ok((
+            Tensor::from_data(TensorData::new(px, [idx.len(), 3, h, w]), device),
             Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
-        )
+        ))
     }
 }
 
@@ -607,13 +674,16 @@ fn mix(mut z: u64) -> u64 {
 /// `per_class` one-object images of each class in `classes` (task labels), scanning world
 /// indices from `start`; relabelled to positions in `classes`.
 fn class_images(
-    world: &SyntheticWorld,
-    preprocessor: &ImagePreprocessor,
+    loader: &Arc<Loader>,
     task: Task,
     classes: &[usize],
     per_class: usize,
     start: u64,
 ) -> Result<Images> {
+    let world = loader
+        .world
+        .as_ref()
+        .ok_or_else(|| Error::Training("synthetic images without a world".into()))?;
     let names = world.class_names(task);
     let mut picked: Vec<Vec<(Split, u64)>> = vec![Vec::new(); classes.len()];
     for split in [Split::Eval, Split::HeldOut] {
@@ -651,24 +721,286 @@ fn class_images(
             found: format!("{} in the scanned range", picked[short].len()),
         });
     }
-    let size = world.config().image_size as usize;
-    let mut pixels = Vec::new();
     let mut labels = Vec::new();
     let mut sources = Vec::new();
     for (pos, list) in picked.iter().enumerate() {
         for &(split, index) in list {
-            let sample = world.sample_in(split, index);
-            pixels.extend(preprocessor.preprocess(&sample.image));
             labels.push(pos as i64);
-            sources.push((split, index));
+            sources.push(Source::World(split, index));
         }
     }
     Ok(Images {
-        pixels,
-        labels,
-        size,
         sources,
+        labels,
+        loader: loader.clone(),
     })
+}
+
+/// What a run needs from its task: tokenizer, classes, image sets, templates.
+struct TaskData {
+    tokenizer: ClipTokenizer,
+    base_names: Vec<String>,
+    novel_names: Vec<String>,
+    train: Images,
+    val: Option<Images>,
+    base_test: Images,
+    novel_test: Option<Images>,
+    templates: Templates,
+    kgcoop_template: Templates,
+    /// Where the data comes from, for the manifest.
+    source: serde_json::Value,
+}
+
+/// The classes a run trains on (base) and the others (novel), by the run's protocol.
+fn split_classes(config: &PromptRunConfig, n: usize) -> (Vec<usize>, Vec<usize>) {
+    match config.protocol {
+        ClassProtocol::BaseToNovel => vl_data::base_novel_split(n),
+        ClassProtocol::AllClasses => ((0..n).collect(), Vec::new()),
+    }
+}
+
+/// The synthetic world of the pretraining run that made the model (its `run.toml`).
+fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
+    let pretrain: PretrainConfig = {
+        let path = config.model.join("run.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| Error::Toml { path, source })?
+    };
+    let world = SyntheticWorld::new(pretrain.world_config())?;
+    let tokenizer = ClipTokenizer::from_dir(&config.model)?
+        .with_context_length(pretrain.model.context_length)?;
+    // Class names as the captions say them ("an orange circle").
+    let all_names: Vec<String> = world
+        .class_names(config.task)
+        .iter()
+        .map(|n| vl_data::synthetic::with_article(n))
+        .collect();
+    let loader = Arc::new(Loader {
+        world: Some(world),
+        preprocessor: ImagePreprocessor::new(PreprocessConfig::clip(pretrain.world.image_size))?,
+    });
+    let (base, novel) = split_classes(config, all_names.len());
+    let names = |ids: &[usize]| ids.iter().map(|&i| all_names[i].clone()).collect();
+    let base_test = class_images(&loader, config.task, &base, config.test_per_class, 0)?;
+    let novel_test = if novel.is_empty() {
+        None
+    } else {
+        Some(class_images(
+            &loader,
+            config.task,
+            &novel,
+            config.test_per_class,
+            0,
+        )?)
+    };
+    let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
+    let train = class_images(&loader, config.task, &base, config.shots, train_start)?;
+    // The linear probe's validation set: `shots` more images per base class, disjoint from the
+    // shots (a later index range of the same seed).
+    let val = match &config.probe {
+        Some(ProbeConfig::Linear { .. }) => Some(class_images(
+            &loader,
+            config.task,
+            &base,
+            config.shots,
+            train_start + (1 << 24),
+        )?),
+        _ => None,
+    };
+    Ok(TaskData {
+        tokenizer,
+        base_names: names(&base),
+        novel_names: names(&novel),
+        train,
+        val,
+        base_test,
+        novel_test,
+        templates: Templates::new(config.templates.clone())?,
+        kgcoop_template: Templates::new([config.kgcoop_template.clone()])?,
+        source: serde_json::json!({
+            "synthetic_world": pretrain.world,
+            "task": config.task,
+        }),
+    })
+}
+
+/// A data set of the CoOp suite in CoOp's folder layout (its `DATASETS.md`), for a model that
+/// is any CLIP checkpoint directory (`config.json`, weights, `tokenizer.json`,
+/// `preprocessor_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoopData {
+    /// CoOp's data root (`$DATA`), holding e.g. `oxford_pets/`.
+    pub root: PathBuf,
+    /// The data set's CoOp name: one of [`COOP_DATASETS`].
+    pub dataset: String,
+}
+
+/// The CoOp-suite data sets with a `split_zhou_*.json` file: (CoOp name, folder under the root,
+/// image folder under it, split file under it). ImageNet and FGVCAircraft use other files in
+/// CoOp and are not read yet.
+pub const COOP_DATASETS: [(&str, &str, &str, &str); 9] = [
+    (
+        "Caltech101",
+        "caltech-101",
+        "101_ObjectCategories",
+        "split_zhou_Caltech101.json",
+    ),
+    (
+        "OxfordPets",
+        "oxford_pets",
+        "images",
+        "split_zhou_OxfordPets.json",
+    ),
+    (
+        "StanfordCars",
+        "stanford_cars",
+        "",
+        "split_zhou_StanfordCars.json",
+    ),
+    (
+        "OxfordFlowers",
+        "oxford_flowers",
+        "jpg",
+        "split_zhou_OxfordFlowers.json",
+    ),
+    ("Food101", "food-101", "images", "split_zhou_Food101.json"),
+    ("SUN397", "sun397", "SUN397", "split_zhou_SUN397.json"),
+    (
+        "DescribableTextures",
+        "dtd",
+        "images",
+        "split_zhou_DescribableTextures.json",
+    ),
+    ("EuroSAT", "eurosat", "2750", "split_zhou_EuroSAT.json"),
+    (
+        "UCF101",
+        "ucf101",
+        "UCF-101-midframes",
+        "split_zhou_UCF101.json",
+    ),
+];
+
+/// A CoOp-suite data set: shots drawn from `train` with the seed (`vl_data::few_shot`), the
+/// linear probe's validation shots from `val`, every `test` image of a class (the protocol's
+/// test set; `test_per_class` does not apply). Class names with `_` read as spaces (CoOp's
+/// `classname.replace("_", " ")`); the templates are the data set's CoOp template unless the
+/// config sets its own.
+fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
+    let &(name, folder, images, split_file) = COOP_DATASETS
+        .iter()
+        .find(|d| d.0 == data.dataset)
+        .ok_or_else(|| Error::InvalidConfig {
+            field: "data.dataset".into(),
+            expected: format!("one of {}", COOP_DATASETS.map(|d| d.0).join(", ")),
+            found: data.dataset.clone(),
+        })?;
+    let dir = data.root.join(folder);
+    let split_file = dir.join(split_file);
+    let image_root = if images.is_empty() {
+        dir.clone()
+    } else {
+        dir.join(images)
+    };
+    let open = |split| vl_data::CoopSplit::open(&split_file, &image_root, split);
+    let (train_split, test_split) = (open(vl_data::Split::Train)?, open(vl_data::Split::Test)?);
+    let all_names: Vec<String> = test_split
+        .classes()
+        .values()
+        .map(|n| n.replace('_', " "))
+        .collect();
+    let labels: Vec<usize> = test_split.classes().keys().copied().collect();
+    let (base, novel) = split_classes(config, labels.len());
+    let preprocessor = ImagePreprocessor::new(PreprocessConfig::from_hf_file(
+        config.model.join("preprocessor_config.json"),
+    )?)?;
+    let loader = Arc::new(Loader {
+        world: None,
+        preprocessor,
+    });
+    // Images of the classes `ids` (positions in `labels`), relabelled to their position.
+    let subset = |items: &[vl_data::LabeledImage], ids: &[usize]| {
+        Images {
+            sources: Vec::new(),
+            labels: Vec::new(),
+            loader: loader.clone(),
+        }
+        .with(items.iter().filter_map(|item| {
+            let pos = labels.iter().position(|&l| l == item.label)?;
+            let rel = ids.iter().position(|&i| i == pos)?;
+            Some((Source::File(item.path.clone()), rel as i64))
+        }))
+    };
+    let shots =
+        |items: &[vl_data::LabeledImage], what: &str| -> Result<Vec<vl_data::LabeledImage>> {
+            let picked = vl_data::few_shot(items, config.shots, config.seed)?;
+            if let Some(short) = picked.shortfalls.first() {
+                return Err(Error::InvalidConfig {
+                    field: "shots".into(),
+                    expected: format!("{} {what} images of every class", config.shots),
+                    found: format!(
+                        "{} of class {:?} in {} ({} classes short)",
+                        short.available,
+                        short.class_name,
+                        split_file.display(),
+                        picked.shortfalls.len()
+                    ),
+                });
+            }
+            Ok(picked.items)
+        };
+    let train = subset(&shots(train_split.items(), "train")?, &base);
+    let val = match &config.probe {
+        Some(ProbeConfig::Linear { .. }) => {
+            let val_split = open(vl_data::Split::Val)?;
+            Some(subset(&shots(val_split.items(), "val")?, &base))
+        }
+        _ => None,
+    };
+    let base_test = subset(test_split.items(), &base);
+    let novel_test = (!novel.is_empty()).then(|| subset(test_split.items(), &novel));
+    let default = PromptRunConfig::default();
+    let templates = if config.templates == default.templates {
+        vl_prompting::Templates::coop(name)?
+    } else {
+        Templates::new(config.templates.clone())?
+    };
+    let kgcoop_template = if config.kgcoop_template == default.kgcoop_template {
+        vl_prompting::Templates::coop(name)?
+    } else {
+        Templates::new([config.kgcoop_template.clone()])?
+    };
+    let names = |ids: &[usize]| ids.iter().map(|&i| all_names[i].clone()).collect();
+    Ok(TaskData {
+        tokenizer: ClipTokenizer::from_dir(&config.model)?,
+        base_names: names(&base),
+        novel_names: names(&novel),
+        train,
+        val,
+        base_test,
+        novel_test,
+        templates,
+        kgcoop_template,
+        source: serde_json::json!({
+            "coop_dataset": name,
+            "split_file": split_file,
+            "image_root": image_root,
+        }),
+    })
+}
+
+impl Images {
+    /// Appends `(source, label)` pairs.
+    fn with(mut self, items: impl Iterator<Item = (Source, i64)>) -> Self {
+        for (source, label) in items {
+            self.sources.push(source);
+            self.labels.push(label);
+        }
+        self
+    }
 }
 
 fn accuracy(probs: Tensor<2>, labels: Tensor<1, Int>) -> (usize, usize) {
@@ -679,16 +1011,21 @@ fn accuracy(probs: Tensor<2>, labels: Tensor<1, Int>) -> (usize, usize) {
 }
 
 /// Image features of a whole image set, in chunks (inference only).
-fn features(learner: &PromptLearner, clip: &Clip, images: &Images, device: &Device) -> Tensor<2> {
+fn features(
+    learner: &PromptLearner,
+    clip: &Clip,
+    images: &Images,
+    device: &Device,
+) -> Result<Tensor<2>> {
     let idx: Vec<usize> = (0..images.len()).collect();
     let parts: Vec<Tensor<2>> = idx
         .chunks(128)
         .map(|chunk| {
-            let (px, _) = images.batch(chunk, device);
-            learner.image_features(clip, px).detach()
+            let (px, _) = images.batch(chunk, device)?;
+            Ok(learner.image_features(clip, px).detach())
         })
-        .collect();
-    Tensor::cat(parts, 0)
+        .collect::<Result<_>>()?;
+    Ok(Tensor::cat(parts, 0))
 }
 
 /// Accuracy (%) of the learned prompts on `images` of `class_names`.
@@ -713,7 +1050,7 @@ fn evaluate(
         &ObjectiveConfig::default(),
         &templates,
     )?;
-    let feats = features(learner, clip, images, device);
+    let feats = features(learner, clip, images, device)?;
     let labels = Tensor::<1, Int>::from_data(
         TensorData::new(images.labels.clone(), [images.len()]),
         device,
@@ -731,7 +1068,20 @@ fn evaluate(
     Ok(100.0 * hits as f64 / n as f64)
 }
 
-/// Zero-shot accuracy (%) with the hand-crafted ensemble.
+/// Zero-shot classification of one image set with the hand-crafted ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZeroShotDetail {
+    /// Which set: `"base"` or `"novel"` (`"base"` is every class with all classes).
+    pub set: String,
+    /// Top-1 accuracy (%).
+    pub top1: f64,
+    /// Top-5 accuracy (%) (top-k with k = the number of classes when there are fewer).
+    pub top5: f64,
+    /// Accuracy (%) of each class over its own test images.
+    pub per_class: Vec<(String, f64)>,
+}
+
+/// Zero-shot classification with the hand-crafted ensemble: top-1, top-5, per class.
 fn zero_shot(
     clip: &Clip,
     tokenizer: &ClipTokenizer,
@@ -739,16 +1089,35 @@ fn zero_shot(
     templates: &Templates,
     images: &Images,
     device: &Device,
-) -> Result<f64> {
+) -> Result<ZeroShotDetail> {
     let text = class_text_features(clip, tokenizer, class_names, templates)?;
     let idx: Vec<usize> = (0..images.len()).collect();
-    let mut hits = 0;
+    let mut scores: Vec<f32> = Vec::with_capacity(images.len() * class_names.len());
     for chunk in idx.chunks(128) {
-        let (px, labels) = images.batch(chunk, device);
+        let (px, _) = images.batch(chunk, device)?;
         let img = vl_encoders::clip::l2_normalize(clip.encode_image(px));
-        hits += accuracy(img.matmul(text.clone().transpose()), labels).0;
+        scores.extend(
+            img.matmul(text.clone().transpose())
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Training(format!("reading zero-shot scores: {e:?}")))?,
+        );
     }
-    Ok(100.0 * hits as f64 / images.len() as f64)
+    let labels = labels_of(images);
+    let n = class_names.len();
+    let eval = |e: vl_eval::Error| Error::Training(format!("zero-shot metrics: {e}"));
+    let pred = vl_eval::metrics::argmax_rows(&scores, n).map_err(eval)?;
+    let per = vl_eval::metrics::per_class_accuracy(&pred, &labels, n).map_err(eval)?;
+    Ok(ZeroShotDetail {
+        set: String::new(),
+        top1: vl_eval::metrics::accuracy(&pred, &labels).map_err(eval)?,
+        top5: vl_eval::metrics::top_k_accuracy(&scores, n, &labels, 5.min(n)).map_err(eval)?,
+        per_class: class_names
+            .iter()
+            .zip(per)
+            .filter_map(|(c, a)| Some((c.clone(), a?)))
+            .collect(),
+    })
 }
 
 fn count_params(learner: &PromptLearner) -> usize {
@@ -792,88 +1161,30 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     })?;
     write_json_atomic(&config_path, config)?;
 
-    // The model, its tokenizer and its world.
-    let pretrain: PretrainConfig = {
-        let path = config.model.join("run.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| Error::Toml { path, source })?
-    };
-    let world = SyntheticWorld::new(pretrain.world_config())?;
-    let preprocessor = ImagePreprocessor::new(PreprocessConfig::clip(pretrain.world.image_size))?;
-    let tokenizer = ClipTokenizer::from_dir(&config.model)?
-        .with_context_length(pretrain.model.context_length)?;
+    // The model and the task's data.
     let device = opts.device.clone().autodiff();
     let clip = crate::pretrain::load_exported(&config.model, &device)?.no_grad();
     let fingerprint = model_fingerprint(&clip);
     let frozen = clip.clone();
-
-    // Classes and images.
-    // Class names as the captions say them ("an orange circle").
-    let all_names: Vec<String> = world
-        .class_names(config.task)
-        .iter()
-        .map(|n| vl_data::synthetic::with_article(n))
-        .collect();
-    let (base, novel) = match config.protocol {
-        ClassProtocol::BaseToNovel => vl_data::base_novel_split(all_names.len()),
-        ClassProtocol::AllClasses => ((0..all_names.len()).collect(), Vec::new()),
-    };
-    let names = |ids: &[usize]| {
-        ids.iter()
-            .map(|&i| all_names[i].clone())
-            .collect::<Vec<_>>()
-    };
-    let (base_names, novel_names) = (names(&base), names(&novel));
-    let base_test = class_images(
-        &world,
-        &preprocessor,
-        config.task,
-        &base,
-        config.test_per_class,
-        0,
-    )?;
-    let novel_test = if novel.is_empty() {
-        None
-    } else {
-        Some(class_images(
-            &world,
-            &preprocessor,
-            config.task,
-            &novel,
-            config.test_per_class,
-            0,
-        )?)
-    };
-    let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
-    let train = class_images(
-        &world,
-        &preprocessor,
-        config.task,
-        &base,
-        config.shots,
-        train_start,
-    )?;
-
-    // A validation set for the linear probe: `shots` more images per base class, disjoint
-    // from the shots (a later index range of the same seed).
-    let val = match &config.probe {
-        Some(ProbeConfig::Linear { .. }) => Some(class_images(
-            &world,
-            &preprocessor,
-            config.task,
-            &base,
-            config.shots,
-            train_start + (1 << 24),
-        )?),
-        _ => None,
+    let TaskData {
+        tokenizer,
+        base_names,
+        novel_names,
+        train,
+        val,
+        base_test,
+        novel_test,
+        templates,
+        kgcoop_template,
+        source,
+    } = match &config.data {
+        None => synthetic_task(config)?,
+        Some(data) => coop_task(config, data)?,
     };
     write_manifest(
         dir,
         config,
-        &pretrain,
+        source,
         (&base_names, &novel_names),
         [
             ("train", Some(&train)),
@@ -885,28 +1196,34 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     let log = RunLog::new(dir, opts.verbose, &config.method);
 
     // Zero-shot baseline.
-    let templates = Templates::new(config.templates.clone())?;
     let inference = device.clone();
-    let zs = BaseNovel::new(
-        zero_shot(
+    let mut zero_shot_detail = vec![ZeroShotDetail {
+        set: "base".into(),
+        ..zero_shot(
             &clip,
             &tokenizer,
             &base_names,
             &templates,
             &base_test,
             &inference,
-        )?,
-        match &novel_test {
-            Some(novel_test) => Some(zero_shot(
+        )?
+    }];
+    if let Some(novel_test) = &novel_test {
+        zero_shot_detail.push(ZeroShotDetail {
+            set: "novel".into(),
+            ..zero_shot(
                 &clip,
                 &tokenizer,
                 &novel_names,
                 &templates,
                 novel_test,
                 &inference,
-            )?),
-            None => None,
-        },
+            )?
+        });
+    }
+    let zs = BaseNovel::new(
+        zero_shot_detail[0].top1,
+        zero_shot_detail.get(1).map(|d| d.top1),
     );
     log.line(&format!(
         "zero-shot: base {:.1}{}",
@@ -991,6 +1308,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             dtype: "f32".into(),
             git_revision: opts.git_revision.clone(),
             zero_shot: zs,
+            zero_shot_detail: zero_shot_detail.clone(),
             learned,
             trainable_parameters: match probe {
                 ProbeConfig::ZeroShot | ProbeConfig::Knn { .. } => 0,
@@ -1029,6 +1347,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             dtype: "f32".into(),
             git_revision: opts.git_revision.clone(),
             zero_shot: zs,
+            zero_shot_detail: zero_shot_detail.clone(),
             learned,
             trainable_parameters: d * d,
             history,
@@ -1066,7 +1385,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     )?;
     let task_templates = TaskTemplates {
         classifier: templates.clone(),
-        kgcoop: Templates::new([config.kgcoop_template.clone()])?,
+        kgcoop: kgcoop_template,
         lasp: templates.clone(),
         virtual_classes: config.virtual_classes.clone(),
     };
@@ -1127,7 +1446,8 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
 
     let mut tuned = Tuned { learner, clip };
     let cached = (tuned.learner.visual.is_empty() && peft_state.is_none())
-        .then(|| features(&tuned.learner, &tuned.clip, &train, &device));
+        .then(|| features(&tuned.learner, &tuned.clip, &train, &device))
+        .transpose()?;
     let started = std::time::Instant::now();
     let n = train.len();
     for epoch in start_epoch..=o.epochs {
@@ -1151,7 +1471,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         let lr = o.lr_at(epoch);
         let (mut loss_sum, mut hits, mut steps) = (0.0, 0usize, 0usize);
         for chunk in order.chunks(o.batch_size) {
-            let (px, labels) = train.batch(chunk, &device);
+            let (px, labels) = train.batch(chunk, &device)?;
             let image = match &cached {
                 Some(f) => {
                     let idx = Tensor::<1, Int>::from_data(
@@ -1270,6 +1590,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         dtype: "f32".into(),
         git_revision: opts.git_revision.clone(),
         zero_shot: zs,
+        zero_shot_detail,
         learned,
         trainable_parameters: trainable,
         history,
@@ -1300,16 +1621,16 @@ fn run_lfa(
     device: &Device,
     log: &RunLog,
 ) -> Result<(BaseNovel, Vec<PromptEpoch>)> {
-    let frozen = |images: &Images| -> Tensor<2> {
+    let frozen = |images: &Images| -> Result<Tensor<2>> {
         let idx: Vec<usize> = (0..images.len()).collect();
         let parts: Vec<Tensor<2>> = idx
             .chunks(128)
             .map(|c| {
-                let (px, _) = images.batch(c, device);
-                vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach()
+                let (px, _) = images.batch(c, device)?;
+                Ok(vl_encoders::clip::l2_normalize(clip.encode_image(px)).detach())
             })
-            .collect();
-        Tensor::cat(parts, 0)
+            .collect::<Result<_>>()?;
+        Ok(Tensor::cat(parts, 0))
     };
     let labels = |images: &Images| {
         Tensor::<1, Int>::from_data(
@@ -1323,7 +1644,7 @@ fn run_lfa(
     } else {
         class_text_features(clip, tokenizer, novel_names, templates)?.detach()
     };
-    let x = frozen(sets.train);
+    let x = frozen(sets.train)?;
     let y = base_text.clone().select(0, labels(sets.train));
     let mut w = burn::module::Param::from_tensor(procrustes(x.clone(), y, lfa.beta)?);
     let scale = clip.logit_scale.val().exp().detach().reshape([1, 1]);
@@ -1372,15 +1693,16 @@ fn run_lfa(
         ));
         history.push(record);
     }
-    let acc = |images: &Images, text: &Tensor<2>| {
-        let (hits, total) = accuracy(logits(&w.val(), frozen(images), text), labels(images));
-        100.0 * hits as f64 / total as f64
+    let acc = |images: &Images, text: &Tensor<2>| -> Result<f64> {
+        let (hits, total) = accuracy(logits(&w.val(), frozen(images)?, text), labels(images));
+        Ok(100.0 * hits as f64 / total as f64)
+    };
+    let novel = match sets.novel_test {
+        Some(n) => Some(acc(n, &novel_text)?),
+        None => None,
     };
     Ok((
-        BaseNovel::new(
-            acc(sets.base_test, &base_text),
-            sets.novel_test.map(|n| acc(n, &novel_text)),
-        ),
+        BaseNovel::new(acc(sets.base_test, &base_text)?, novel),
         history,
     ))
 }

@@ -169,3 +169,86 @@ fn few_shot_protocol_trains_on_all_classes_and_plots_the_curve() {
     assert!(out.join("few-shot-synthetic-colour.svg").is_file());
     assert!(out.join("few-shot-synthetic-colour.png").is_file());
 }
+
+#[test]
+fn retrieval_protocol_reports_recall_both_ways_and_reuses_its_result() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let path = root.path().join("retrieval.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"r\"\nprotocol = \"retrieval\"\nmodel = \"{}\"\n\
+             [retrieval]\nimages = 12\ncaptions_per_image = 3\nrecall_at = [1, 5]\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let exp = Experiment::from_file(&path).unwrap();
+    let out = root.path().join("out");
+    run_experiment(&exp, &options(&out, None)).unwrap();
+    let md = read(out.join("results.md"));
+    for h in ["I→T R@1", "I→T R@5", "T→I R@1", "T→I R@5", "12 x 3"] {
+        assert!(md.contains(h), "{h}: {md}");
+    }
+    let json = out.join("synthetic-shape_colour/retrieval/retrieval.json");
+    let before = read(&json);
+    run_experiment(&exp, &options(&out, None)).unwrap();
+    assert_eq!(before, read(&json));
+    assert_eq!(report(&out).unwrap(), md);
+}
+
+#[test]
+fn presets_and_coop_data_sets_resolve_into_run_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("suite.toml");
+    std::fs::write(
+        &path,
+        "name = \"s\"\nprotocol = \"base_to_novel\"\nmodel = \"models/clip\"\nseeds = [2]\n\
+         datasets = [{ kind = \"coop\", root = \"data\", dataset = \"OxfordPets\" }]\n\
+         [[methods]]\npreset = \"cocoop\"\nset = { optim = { epochs = 3 } }\n",
+    )
+    .unwrap();
+    let exp = Experiment::from_file(&path).unwrap();
+    let cells = exp.cells().unwrap();
+    assert_eq!(cells.len(), 1);
+    let c = &cells[0].config;
+    let mut want = vl_train::prompt::PromptRunConfig::paper_preset("cocoop").unwrap();
+    want.optim.epochs = 3;
+    want.seed = 2;
+    want.model = "models/clip".into();
+    want.data = Some(vl_train::prompt::CoopData {
+        root: "data".into(),
+        dataset: "OxfordPets".into(),
+    });
+    assert_eq!(c, &want);
+    assert_eq!(cells[0].dir, Path::new("OxfordPets/cocoop/16shot-seed2"));
+    // `config` and `preset` together are an error.
+    std::fs::write(
+        &path,
+        "name = \"s\"\nprotocol = \"few_shot\"\nmodel = \"m\"\n\
+         [[methods]]\npreset = \"coop\"\nconfig = \"x.toml\"\n",
+    )
+    .unwrap();
+    let err = Experiment::from_file(&path).unwrap_err().to_string();
+    assert!(err.contains("not both"), "{err}");
+}
+
+#[test]
+fn shipped_experiment_files_parse_and_resolve() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut files = vec![
+        root.join("quickstart.toml"),
+        root.join("retrieval-tiny.toml"),
+    ];
+    for f in std::fs::read_dir(root.join("coop-suite")).unwrap() {
+        files.push(f.unwrap().path());
+    }
+    assert!(files.len() >= 6);
+    for f in files {
+        let exp = Experiment::from_file(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        exp.cells()
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}

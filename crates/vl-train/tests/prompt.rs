@@ -207,3 +207,113 @@ fn peft_composes_with_prompts_and_its_adapter_file_reloads() {
         }
     }
 }
+
+/// A tiny data set in CoOp's layout (`eurosat/2750/<class>/<i>.png` and
+/// `eurosat/split_zhou_EuroSAT.json`), drawn from the model's synthetic world and labelled by
+/// colour: `per_split` images of each class in train, val and test.
+fn coop_layout(root: &Path, model: &Path, per_split: usize) {
+    let pretrain = vl_train::PretrainConfig::from_toml_file(model.join("run.toml")).unwrap();
+    let world = vl_data::synthetic::SyntheticWorld::new(pretrain.world_config()).unwrap();
+    let task = vl_data::synthetic::Task::Colour;
+    let names = world.class_names(task);
+    let dir = root.join("eurosat");
+    let mut split = serde_json::Map::new();
+    let mut index = 0u64;
+    for key in ["train", "val", "test"] {
+        let mut counts = vec![0usize; names.len()];
+        let mut entries = Vec::new();
+        while counts.iter().any(|&c| c < per_split) {
+            let sample = world.sample_in(vl_data::synthetic::Split::Eval, index);
+            index += 1;
+            let Some(label) = world.label(task, &sample) else {
+                continue;
+            };
+            if counts[label] == per_split {
+                continue;
+            }
+            counts[label] += 1;
+            let rel = format!("{}/{key}{index}.png", names[label]);
+            let path = dir.join("2750").join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            sample.image.save(&path).unwrap();
+            entries.push(serde_json::json!([rel, label, names[label]]));
+        }
+        split.insert(key.into(), serde_json::Value::Array(entries));
+    }
+    std::fs::write(
+        dir.join("split_zhou_EuroSAT.json"),
+        serde_json::to_string(&split).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn coop_layout_data_sets_run_base_to_novel_with_their_template_and_manifest() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let data = root.path().join("data");
+    coop_layout(&data, &model, 3);
+    let mut coop = config(&model, "coop");
+    coop.data = Some(vl_train::prompt::CoopData {
+        root: data.clone(),
+        dataset: "EuroSAT".into(),
+    });
+    let report = run_prompt(&coop, &options(&root.path().join("coop"))).unwrap();
+    assert!(report.learned.novel.is_some() && report.zero_shot.hm.is_some());
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.path().join("coop/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    // 8 colours: 4 base classes x 2 shots; every test image of the 4 base classes.
+    assert_eq!(manifest["train"].as_array().unwrap().len(), 4 * 2);
+    assert_eq!(manifest["base_test"].as_array().unwrap().len(), 4 * 3);
+    assert_eq!(manifest["data"]["coop_dataset"], "EuroSAT");
+
+    // The linear probe draws its validation shots from `val`.
+    let mut probe = coop.clone();
+    probe.method = "linear-probe".into();
+    probe.probe = Some(vl_train::prompt::ProbeConfig::Linear {
+        c_grid: Some(vec![1.0]),
+    });
+    let report = run_prompt(&probe, &options(&root.path().join("lp"))).unwrap();
+    assert!(report.learned.novel.is_none());
+
+    // More shots than the split has: a clear error naming the class and the file.
+    let mut greedy = coop.clone();
+    greedy.shots = 5;
+    let err = run_prompt(&greedy, &options(&root.path().join("greedy")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("split_zhou_EuroSAT.json") && err.contains("5 train images"),
+        "{err}"
+    );
+
+    // A missing image is an error naming it.
+    let first = data.join("eurosat/2750");
+    let class_dir = std::fs::read_dir(&first)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in std::fs::read_dir(&class_dir).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let err = run_prompt(&coop, &options(&root.path().join("missing")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(".png"), "{err}");
+
+    // An unknown data set name lists the known ones.
+    let mut unknown = coop.clone();
+    unknown.data.as_mut().unwrap().dataset = "ImageNet".into();
+    let err = run_prompt(&unknown, &options(&root.path().join("unknown")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("EuroSAT") && err.contains("data.dataset"),
+        "{err}"
+    );
+}

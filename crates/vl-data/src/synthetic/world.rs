@@ -258,6 +258,23 @@ impl SyntheticWorld {
         self.caption(&scene, &mut rng)
     }
 
+    /// `n` captions of sample `index` of `split`, like the several human captions per image of
+    /// COCO and Flickr30k: the first is [`SyntheticWorld::caption_in`]'s, the others come from
+    /// the same grammar with independent streams (another template, other words left out), so
+    /// all of them agree with what is drawn.
+    pub fn captions_in(&self, split: Split, index: u64, n: usize) -> Vec<String> {
+        let (scene, mut rng) = self.scene_and_rng(split, index);
+        let first = self.caption(&scene, &mut rng);
+        let seed = rng.next_u64();
+        std::iter::once(first)
+            .chain((1..n as u64).map(|k| {
+                let mut r = SplitMix64::new(super::rng::mix64(seed ^ k));
+                self.caption(&scene, &mut r)
+            }))
+            .take(n)
+            .collect()
+    }
+
     /// The objects of sample `index` of `split` (layout only: no caption, no pixels), e.g. to
     /// select samples by attribute cheaply; equal to `sample_in(split, index).objects`.
     pub fn objects_in(&self, split: Split, index: u64) -> Vec<ObjectSpec> {
