@@ -1,8 +1,8 @@
 //! Prompt learning for CLIP-style models on Burn 0.22: hand-crafted templates and ensembles
 //! ([`templates`]), learnable text context in the CoOp / CoCoOp / variational forms and visual
 //! prompt tokens ([`learner`]), the loss terms that make KgCoOp and LASP ([`objective`]), the
-//! forward pass and loss of a prompted frozen CLIP ([`model`]), and the prompt file format
-//! ([`file`]).
+//! forward pass and loss of a prompted frozen CLIP ([`model`]), the prompt file format
+//! ([`file`]), LFA's closed form ([`lfa`]) and UPL's pseudo-label selection ([`upl`]).
 //!
 //! Methods combine by config: a [`PromptConfig`] picks the learnable parts, an
 //! [`ObjectiveConfig`] the extra loss terms and their weights. The CLIP encoders stay frozen:
@@ -17,6 +17,7 @@ pub mod lfa;
 pub mod model;
 pub mod objective;
 pub mod templates;
+pub mod upl;
 
 pub use error::{Error, Result};
 pub use file::{PromptFileInfo, load_prompts, model_fingerprint, save_prompts};
@@ -31,4 +32,5 @@ pub use model::{
 };
 pub use objective::{LossTerms, ObjectiveConfig};
 pub use templates::{Templates, class_text_features};
+pub use upl::{PseudoLabel, select_top_k_per_class};
 pub use vl_data::rng::HostRng;

@@ -200,6 +200,33 @@ pub struct PromptRunConfig {
     /// A CoOp-suite data set instead of the synthetic world (`task` is then unused and `model`
     /// may be any CLIP checkpoint). Default: `None`.
     pub data: Option<CoopData>,
+    /// Label-free training with UPL's pseudo-labels instead of labelled shots (`shots` is then
+    /// unused). Default: `None`.
+    pub pseudo_labels: Option<PseudoLabelConfig>,
+}
+
+/// UPL (Huang et al. 2022): the training set is an unlabeled pool, pseudo-labelled by the frozen
+/// CLIP zero-shot (the hand-crafted ensemble), keeping the `top_k` most confident images of each
+/// predicted class (`vl_prompting::upl`); then the run's prompt learner trains on them as on
+/// labelled shots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PseudoLabelConfig {
+    /// Unlabeled pool: on the synthetic world, this many one-object images of each class from
+    /// a seed-dependent range (labels withheld); on a CoOp data set, the whole `train` split.
+    /// Default: `64`.
+    pub pool_per_class: usize,
+    /// Pseudo-labelled images kept per class (UPL's K). Default: `16`.
+    pub top_k: usize,
+}
+
+impl Default for PseudoLabelConfig {
+    fn default() -> Self {
+        Self {
+            pool_per_class: 64,
+            top_k: 16,
+        }
+    }
 }
 
 impl Default for PromptRunConfig {
@@ -230,6 +257,7 @@ impl Default for PromptRunConfig {
             peft: None,
             probe: None,
             data: None,
+            pseudo_labels: None,
         }
     }
 }
@@ -417,6 +445,9 @@ pub struct PromptReport {
     /// Zero-shot top-1, top-5 and per-class accuracy of each test set.
     #[serde(default)]
     pub zero_shot_detail: Vec<ZeroShotDetail>,
+    /// UPL: the share (%) of kept pseudo-labels that are right.
+    #[serde(default)]
+    pub pseudo_label_accuracy: Option<f64>,
     /// Accuracy with the learned prompts.
     pub learned: BaseNovel,
     /// Trainable parameters.
@@ -550,7 +581,7 @@ fn write_manifest(
     config: &PromptRunConfig,
     source: serde_json::Value,
     (base, novel): (&[String], &[String]),
-    sets: [(&str, Option<&Images>); 4],
+    sets: [(&str, Option<&Images>); 5],
 ) -> Result<()> {
     let mut map = serde_json::Map::new();
     map.insert("model".into(), serde_json::json!(config.model));
@@ -797,7 +828,11 @@ fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
         )?)
     };
     let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
-    let train = class_images(&loader, config.task, &base, config.shots, train_start)?;
+    let train_per_class = match &config.pseudo_labels {
+        Some(p) => p.pool_per_class,
+        None => config.shots,
+    };
+    let train = class_images(&loader, config.task, &base, train_per_class, train_start)?;
     // The linear probe's validation set: `shots` more images per base class, disjoint from the
     // shots (a later index range of the same seed).
     let val = match &config.probe {
@@ -952,7 +987,10 @@ fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
             }
             Ok(picked.items)
         };
-    let train = subset(&shots(train_split.items(), "train")?, &base);
+    let train = match &config.pseudo_labels {
+        Some(_) => subset(train_split.items(), &base),
+        None => subset(&shots(train_split.items(), "train")?, &base),
+    };
     let val = match &config.probe {
         Some(ProbeConfig::Linear { .. }) => {
             let val_split = open(vl_data::Split::Val)?;
@@ -1081,15 +1119,16 @@ pub struct ZeroShotDetail {
     pub per_class: Vec<(String, f64)>,
 }
 
-/// Zero-shot classification with the hand-crafted ensemble: top-1, top-5, per class.
-fn zero_shot(
+/// Cosine similarities (row-major `[images, classes]`) of the images to the classes'
+/// hand-crafted ensemble features.
+fn zero_shot_scores(
     clip: &Clip,
     tokenizer: &ClipTokenizer,
     class_names: &[String],
     templates: &Templates,
     images: &Images,
     device: &Device,
-) -> Result<ZeroShotDetail> {
+) -> Result<Vec<f32>> {
     let text = class_text_features(clip, tokenizer, class_names, templates)?;
     let idx: Vec<usize> = (0..images.len()).collect();
     let mut scores: Vec<f32> = Vec::with_capacity(images.len() * class_names.len());
@@ -1103,6 +1142,64 @@ fn zero_shot(
                 .map_err(|e| Error::Training(format!("reading zero-shot scores: {e:?}")))?,
         );
     }
+    Ok(scores)
+}
+
+/// UPL's pseudo-labelled training set from the unlabeled `pool`: CLIP's zero-shot
+/// probabilities (softmax of the logit-scaled cosines), the `top_k` most confident per
+/// predicted class. Returns the set and the share (%) of kept pseudo-labels that are right
+/// (the pool's true labels are used for nothing else).
+#[allow(clippy::too_many_arguments)]
+fn pseudo_label(
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    class_names: &[String],
+    templates: &Templates,
+    pool: &Images,
+    top_k: usize,
+    device: &Device,
+) -> Result<(Images, f64)> {
+    let n = class_names.len();
+    let cos = zero_shot_scores(clip, tokenizer, class_names, templates, pool, device)?;
+    let scale = clip.logit_scale.val().exp().into_scalar::<f32>();
+    let mut probs = Vec::with_capacity(cos.len());
+    for row in cos.chunks(n) {
+        let max = row.iter().fold(f32::MIN, |m, &v| m.max(v));
+        let e: Vec<f32> = row.iter().map(|&v| ((v - max) * scale).exp()).collect();
+        let z: f32 = e.iter().sum();
+        probs.extend(e.iter().map(|v| v / z));
+    }
+    let picked = vl_prompting::select_top_k_per_class(&probs, n, top_k);
+    if picked.is_empty() {
+        return Err(Error::Training(
+            "UPL: no unlabeled image could be pseudo-labelled".into(),
+        ));
+    }
+    let right = picked
+        .iter()
+        .filter(|p| pool.labels[p.index] == p.class as i64)
+        .count();
+    let set = Images {
+        sources: picked
+            .iter()
+            .map(|p| pool.sources[p.index].clone())
+            .collect(),
+        labels: picked.iter().map(|p| p.class as i64).collect(),
+        loader: pool.loader.clone(),
+    };
+    Ok((set, 100.0 * right as f64 / picked.len() as f64))
+}
+
+/// Zero-shot classification with the hand-crafted ensemble: top-1, top-5, per class.
+fn zero_shot(
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    class_names: &[String],
+    templates: &Templates,
+    images: &Images,
+    device: &Device,
+) -> Result<ZeroShotDetail> {
+    let scores = zero_shot_scores(clip, tokenizer, class_names, templates, images, device)?;
     let labels = labels_of(images);
     let n = class_names.len();
     let eval = |e: vl_eval::Error| Error::Training(format!("zero-shot metrics: {e}"));
@@ -1181,18 +1278,6 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         None => synthetic_task(config)?,
         Some(data) => coop_task(config, data)?,
     };
-    write_manifest(
-        dir,
-        config,
-        source,
-        (&base_names, &novel_names),
-        [
-            ("train", Some(&train)),
-            ("val", val.as_ref()),
-            ("base_test", Some(&base_test)),
-            ("novel_test", novel_test.as_ref()),
-        ],
-    )?;
     let log = RunLog::new(dir, opts.verbose, &config.method);
 
     // Zero-shot baseline.
@@ -1230,6 +1315,41 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         zs.base,
         zs.novel.map_or(String::new(), |n| format!(" novel {n:.1}"))
     ));
+
+    // UPL: the unlabeled pool becomes a pseudo-labelled training set.
+    let (train, pool, pseudo_label_accuracy) = match &config.pseudo_labels {
+        Some(p) => {
+            let (set, acc) = pseudo_label(
+                &clip,
+                &tokenizer,
+                &base_names,
+                &templates,
+                &train,
+                p.top_k,
+                &inference,
+            )?;
+            log.line(&format!(
+                "UPL: {} of {} unlabeled images pseudo-labelled ({acc:.1}% right)",
+                set.len(),
+                train.len()
+            ));
+            (set, Some(train), Some(acc))
+        }
+        None => (train, None, None),
+    };
+    write_manifest(
+        dir,
+        config,
+        source,
+        (&base_names, &novel_names),
+        [
+            ("train", Some(&train)),
+            ("unlabeled_pool", pool.as_ref()),
+            ("val", val.as_ref()),
+            ("base_test", Some(&base_test)),
+            ("novel_test", novel_test.as_ref()),
+        ],
+    )?;
 
     if let Some(probe) = &config.probe {
         let started = std::time::Instant::now();
@@ -1309,6 +1429,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             git_revision: opts.git_revision.clone(),
             zero_shot: zs,
             zero_shot_detail: zero_shot_detail.clone(),
+            pseudo_label_accuracy,
             learned,
             trainable_parameters: match probe {
                 ProbeConfig::ZeroShot | ProbeConfig::Knn { .. } => 0,
@@ -1348,6 +1469,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             git_revision: opts.git_revision.clone(),
             zero_shot: zs,
             zero_shot_detail: zero_shot_detail.clone(),
+            pseudo_label_accuracy,
             learned,
             trainable_parameters: d * d,
             history,
@@ -1591,6 +1713,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         git_revision: opts.git_revision.clone(),
         zero_shot: zs,
         zero_shot_detail,
+        pseudo_label_accuracy,
         learned,
         trainable_parameters: trainable,
         history,

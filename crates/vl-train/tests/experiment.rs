@@ -241,6 +241,7 @@ fn shipped_experiment_files_parse_and_resolve() {
     let mut files = vec![
         root.join("quickstart.toml"),
         root.join("retrieval-tiny.toml"),
+        root.join("label-free.toml"),
     ];
     for f in std::fs::read_dir(root.join("coop-suite")).unwrap() {
         files.push(f.unwrap().path());

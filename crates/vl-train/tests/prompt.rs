@@ -317,3 +317,33 @@ fn coop_layout_data_sets_run_base_to_novel_with_their_template_and_manifest() {
         "{err}"
     );
 }
+
+#[test]
+fn upl_trains_on_top_k_zero_shot_pseudo_labels_of_an_unlabeled_pool() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let mut upl = config(&model, "upl");
+    upl.protocol = vl_train::prompt::ClassProtocol::AllClasses;
+    upl.pseudo_labels = Some(vl_train::prompt::PseudoLabelConfig {
+        pool_per_class: 4,
+        top_k: 2,
+    });
+    let dir = root.path().join("upl");
+    let report = run_prompt(&upl, &options(&dir)).unwrap();
+    let acc = report.pseudo_label_accuracy.unwrap();
+    assert!((0.0..=100.0).contains(&acc));
+    assert!(report.learned.novel.is_none());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+            .unwrap();
+    // 8 colours x 4 unlabeled images; at most 2 kept per predicted class.
+    assert_eq!(manifest["unlabeled_pool"].as_array().unwrap().len(), 8 * 4);
+    let train = manifest["train"].as_array().unwrap();
+    assert!(!train.is_empty() && train.len() <= 8 * 2);
+    let mut per_class = [0usize; 8];
+    for item in train {
+        per_class[item[2].as_u64().unwrap() as usize] += 1;
+    }
+    assert!(per_class.iter().all(|&c| c <= 2), "{per_class:?}");
+}
