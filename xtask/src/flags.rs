@@ -35,6 +35,9 @@ COMMANDS:
         results.md, results.csv and SVG/PNG plots there.
     report [--release|--debug] RUNS_DIR|EXPERIMENT
         `vl report`: re-aggregate an experiment's runs into the tables and plots.
+    selfsup [--device D] [--release|--debug] --config F --out DIR [--resume]
+        `vl selfsup`: SimCLR or Sinkhorn-Knopp self-labelling from scratch on the synthetic
+        world (experiments/selfsup/*.toml), then linear probe and kNN against random init.
     pretrain [--device D] [--release|--debug] [ARGS]...
         `vl pretrain ARGS...`: train a CLIP from scratch on the synthetic world
         [--config experiments/pretrain-tiny.toml] [--out runs/pretrain-tiny] [--resume]
@@ -157,6 +160,7 @@ impl Xtask {
             "prompt-sweep" => Xtask::Vl(Vl::parse(Some("prompt-sweep"), args)?),
             "run" => Xtask::Vl(Vl::parse(Some("run"), args)?),
             "report" => Xtask::Vl(Vl::parse(Some("report"), args)?),
+            "selfsup" => Xtask::Vl(Vl::parse(Some("selfsup"), args)?),
             "vl" => Xtask::Vl(Vl::parse(None, args)?),
             "bench" => Xtask::Bench(Bench::parse(args)?),
             "ci" => no_args("ci", args, Xtask::Ci(Ci))?,

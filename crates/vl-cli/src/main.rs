@@ -4,7 +4,8 @@
 //! the synthetic world), `demo` (pretrain or reuse the tiny model, then classify zero-shot),
 //! `prompt` (few-shot prompt learning, base-to-novel) and `prompt-sweep` (methods x seeds, one
 //! table), `run` (an experiment file: data sets x methods x shots x seeds, then tables and plots)
-//! and `report` (re-aggregate an experiment's runs).
+//! `report` (re-aggregate an experiment's runs) and `selfsup` (SimCLR / Sinkhorn-Knopp from
+//! scratch, probed).
 //! `cargo xtask embed|pretrain|demo ...` builds and runs it with the chosen backend feature.
 
 mod device;
@@ -13,6 +14,7 @@ mod hub;
 mod pretrain;
 mod prompt;
 mod run;
+mod selfsup;
 
 use std::process::ExitCode;
 
@@ -42,6 +44,8 @@ enum Command {
     Run(run::RunArgs),
     /// Re-aggregate an experiment's runs into tables and plots.
     Report(run::ReportArgs),
+    /// Self-supervised vision training from scratch (SimCLR, Sinkhorn-Knopp), probed.
+    Selfsup(selfsup::SelfSupArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::PromptSweep(args) => prompt::sweep(&args),
         Command::Run(args) => run::run(&args).map(|_| ()),
         Command::Report(args) => run::report_cmd(&args),
+        Command::Selfsup(args) => selfsup::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

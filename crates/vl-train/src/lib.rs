@@ -24,6 +24,7 @@ pub mod prompt;
 pub mod renderer;
 pub mod report;
 pub mod retrieval;
+pub mod selfsup;
 pub mod tokenizer;
 pub mod zeroshot;
 

@@ -335,8 +335,7 @@ fn upl_trains_on_top_k_zero_shot_pseudo_labels_of_an_unlabeled_pool() {
     assert!((0.0..=100.0).contains(&acc));
     assert!(report.learned.novel.is_none());
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     // 8 colours x 4 unlabeled images; at most 2 kept per predicted class.
     assert_eq!(manifest["unlabeled_pool"].as_array().unwrap().len(), 8 * 4);
     let train = manifest["train"].as_array().unwrap();

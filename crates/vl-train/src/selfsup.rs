@@ -1,0 +1,625 @@
+//! Self-supervised image representations learnt from scratch on the synthetic world's pixels,
+//! with no caption and no label:
+//!
+//! - **SimCLR** (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
+//!   Representations", <https://arxiv.org/abs/2002.05709>): two strongly augmented views of each
+//!   image, the vision tower, a projection head (Linear-ReLU-Linear), NT-Xent over the 2N views
+//!   (`vl_losses::NtXentLoss`).
+//! - **Self-labelling with Sinkhorn-Knopp** (SeLa, Asano et al. 2020,
+//!   <https://arxiv.org/abs/1911.05371>; in the swapped-prediction form of SwAV, Caron et al.
+//!   2020, <https://arxiv.org/abs/2006.09882>, `main_swav.py`): the projected views are scored
+//!   against `K` learnable, normalised prototypes; the equal-partition assignment of each view
+//!   (log-domain Sinkhorn-Knopp, `vl_losses::Sinkhorn`, no gradient) is the soft target of the
+//!   other view's softmax(scores / T).
+//!
+//! The vision tower is the one of a pretraining config (`experiments/pretrain-tiny.toml`), so the
+//! result compares directly with CLIP pretraining. Evaluation: a linear probe
+//! (`vl_eval::linear_probe`, C chosen on validation) and kNN (`vl_eval::knn`) on the encoder's
+//! normalised output, for the trained encoder and for the same encoder at its random
+//! initialisation, on the world's shape and colour tasks (one-object evaluation images).
+//!
+//! Determinism: the seed fixes the initialisation (`Device::seed` before it), every image index
+//! and every augmentation (`vl_data::augment::sample_seed(seed, epoch, item)`); after every epoch
+//! the model and optimiser are checkpointed atomically and a resumed run ends bit-identical.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn::train::checkpoint::Checkpointer;
+use serde::{Deserialize, Serialize};
+use vl_data::augment::{AugmentConfig, sample_seed};
+use vl_data::synthetic::{Split, SyntheticWorld, Task};
+use vl_data::{ImagePreprocessor, PreprocessConfig};
+use vl_encoders::clip::{Clip, l2_normalize};
+use vl_losses::{LabelSmoothingCrossEntropyLossConfig, NtXentLossConfig, SinkhornConfig};
+
+use crate::atomic::{read_json, write_atomic, write_json_atomic};
+use crate::checkpoint::AtomicCheckpointer;
+use crate::config::PretrainConfig;
+use crate::{Error, Result};
+
+/// Which objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfSupMethod {
+    /// SimCLR's NT-Xent.
+    Simclr,
+    /// Swapped prediction of Sinkhorn-Knopp self-labels.
+    SinkhornKnopp,
+}
+
+/// A self-supervised run (TOML; unknown keys are errors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfSupConfig {
+    /// The objective. Default: `simclr`.
+    pub method: SelfSupMethod,
+    /// Seed of every random choice. Default: `0`.
+    pub seed: u64,
+    /// The pretraining config whose world and vision tower are used. Default:
+    /// `experiments/pretrain-tiny.toml`.
+    pub architecture: PathBuf,
+    /// Epochs. Default: `10`.
+    pub epochs: usize,
+    /// Steps per epoch. Default: `40`.
+    pub steps_per_epoch: usize,
+    /// Images per step (each gives two views). Default: `128`.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW; linear warm-up over `warmup_steps`, then cosine to 0).
+    /// Default: `2e-3`.
+    pub lr: f64,
+    /// Warm-up steps. Default: `40`.
+    pub warmup_steps: usize,
+    /// Decoupled weight decay. Default: `1e-4`.
+    pub weight_decay: f64,
+    /// Temperature of NT-Xent or of the prototype softmax. Default: `0.1`.
+    pub temperature: f64,
+    /// Hidden width of the projection head. Default: `128`.
+    pub hidden_dim: usize,
+    /// Output width of the projection head. Default: `64`.
+    pub projection_dim: usize,
+    /// Prototypes (Sinkhorn-Knopp). Default: `64`.
+    pub prototypes: usize,
+    /// Entropic regularisation of Sinkhorn-Knopp (SwAV's 0.05). Default: `0.05`.
+    pub sinkhorn_epsilon: f64,
+    /// Sinkhorn-Knopp iterations (SwAV's 3). Default: `3`.
+    pub sinkhorn_iters: usize,
+    /// Evaluation.
+    pub eval: SelfSupEval,
+}
+
+/// `[eval]` of a self-supervised run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfSupEval {
+    /// Tasks. Default: `["shape", "colour"]`.
+    pub tasks: Vec<Task>,
+    /// Labelled training images (linear probe, kNN memory). Default: `512`.
+    pub train_images: usize,
+    /// Validation images (the probe's C). Default: `256`.
+    pub val_images: usize,
+    /// Test images. Default: `1024`.
+    pub test_images: usize,
+    /// kNN neighbours. Default: `20`.
+    pub knn_k: usize,
+}
+
+impl Default for SelfSupEval {
+    fn default() -> Self {
+        Self {
+            tasks: vec![Task::Shape, Task::Colour],
+            train_images: 512,
+            val_images: 256,
+            test_images: 1024,
+            knn_k: 20,
+        }
+    }
+}
+
+impl Default for SelfSupConfig {
+    fn default() -> Self {
+        Self {
+            method: SelfSupMethod::Simclr,
+            seed: 0,
+            architecture: PathBuf::from("experiments/pretrain-tiny.toml"),
+            epochs: 10,
+            steps_per_epoch: 40,
+            batch_size: 128,
+            lr: 2e-3,
+            warmup_steps: 40,
+            weight_decay: 1e-4,
+            temperature: 0.1,
+            hidden_dim: 128,
+            projection_dim: 64,
+            prototypes: 64,
+            sinkhorn_epsilon: 0.05,
+            sinkhorn_iters: 3,
+            eval: SelfSupEval::default(),
+        }
+    }
+}
+
+impl SelfSupConfig {
+    /// Learning rate at (0-based) global step `step`.
+    fn lr_at(&self, step: usize) -> f64 {
+        let total = (self.epochs * self.steps_per_epoch).max(1);
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let t = (step - self.warmup_steps) as f64 / (total - self.warmup_steps).max(1) as f64;
+        0.5 * self.lr * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.epochs == 0
+            || self.steps_per_epoch == 0
+            || self.batch_size < 2
+            || self.prototypes == 0
+            || self.temperature <= 0.0
+        {
+            return Err(Error::InvalidConfig {
+                field: "selfsup".into(),
+                expected:
+                    "epochs, steps_per_epoch, prototypes >= 1, batch_size >= 2, temperature > 0"
+                        .into(),
+                found: format!(
+                    "epochs {}, steps_per_epoch {}, batch_size {}, prototypes {}, temperature {}",
+                    self.epochs,
+                    self.steps_per_epoch,
+                    self.batch_size,
+                    self.prototypes,
+                    self.temperature
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The trained model: CLIP's vision tower (the text tower is unused), projection head,
+/// prototypes.
+#[derive(Module, Debug)]
+pub struct SelfSupModel {
+    /// The CLIP whose `encode_image` is the encoder.
+    pub clip: Clip,
+    head_in: Linear,
+    head_out: Linear,
+    /// `[prototypes, projection_dim]`, normalised in the forward pass.
+    prototypes: Param<Tensor<2>>,
+}
+
+impl SelfSupModel {
+    /// Normalised projections of a batch of images.
+    ///
+    /// # Shapes
+    /// - pixels: `[batch, 3, size, size]`
+    /// - output: `[batch, projection_dim]`
+    fn project(&self, pixels: Tensor<4>) -> Tensor<2> {
+        let h =
+            burn::tensor::activation::relu(self.head_in.forward(self.clip.encode_image(pixels)));
+        l2_normalize(self.head_out.forward(h))
+    }
+
+    /// The objective on two views.
+    fn loss(&self, config: &SelfSupConfig, a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
+        let (za, zb) = (self.project(a), self.project(b));
+        match config.method {
+            SelfSupMethod::Simclr => NtXentLossConfig::new(config.temperature)
+                .init()
+                .forward(za, zb),
+            SelfSupMethod::SinkhornKnopp => {
+                let protos = l2_normalize(self.prototypes.val());
+                let sa = za.matmul(protos.clone().transpose());
+                let sb = zb.matmul(protos.transpose());
+                let sk = SinkhornConfig::new()
+                    .with_epsilon(config.sinkhorn_epsilon)
+                    .with_n_iters(config.sinkhorn_iters)
+                    .init();
+                let (qa, qb) = (sk.forward(sa.clone()), sk.forward(sb.clone()));
+                let ce = LabelSmoothingCrossEntropyLossConfig::new(0.0).init();
+                let t = config.temperature;
+                (ce.forward_soft(sb.div_scalar(t), qa) + ce.forward_soft(sa.div_scalar(t), qb))
+                    .div_scalar(2.0)
+            }
+        }
+    }
+}
+
+/// Linear-probe and kNN accuracy (%) of one encoder on one task.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeScores {
+    /// Linear probe (C chosen on validation, refit on train + validation).
+    pub linear_probe: f64,
+    /// kNN.
+    pub knn: f64,
+}
+
+/// One epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfSupEpoch {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean loss.
+    pub loss: f64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// `report.json` of a self-supervised run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfSupReport {
+    /// The config.
+    pub config: SelfSupConfig,
+    /// Backend name.
+    pub backend: String,
+    /// Float type.
+    pub dtype: String,
+    /// Git revision of the code.
+    pub git_revision: String,
+    /// Trainable parameters (vision tower, head, prototypes).
+    pub trainable_parameters: usize,
+    /// Per-epoch loss.
+    pub history: Vec<SelfSupEpoch>,
+    /// `(task, random-init encoder, trained encoder)`.
+    pub eval: Vec<(Task, ProbeScores, ProbeScores)>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct SelfSupOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Continue an interrupted run.
+    pub resume: bool,
+    /// Compute device (autodiff is added for training).
+    pub device: Device,
+    /// Backend name for the report.
+    pub backend: String,
+    /// Git revision for the report.
+    pub git_revision: String,
+    /// Stop after this many epochs of this invocation (for interrupting on purpose).
+    pub stop_after_epochs: Option<usize>,
+    /// Print progress.
+    pub verbose: bool,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The two augmented views of one step's images, decoded on worker threads.
+fn views(
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    augment: &AugmentConfig,
+    config: &SelfSupConfig,
+    (epoch, step): (usize, usize),
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
+    let size = world.config().image_size as usize;
+    let per = 3 * size * size;
+    let n = config.batch_size;
+    let mut a = vec![0.0f32; n * per];
+    let mut b = vec![0.0f32; n * per];
+    let workers = std::thread::available_parallelism().map_or(1, |w| w.get());
+    let rows = n.div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        for (chunk, (oa, ob)) in a
+            .chunks_mut(rows * per)
+            .zip(b.chunks_mut(rows * per))
+            .enumerate()
+        {
+            scope.spawn(move || {
+                for (r, (va, vb)) in oa.chunks_mut(per).zip(ob.chunks_mut(per)).enumerate() {
+                    let item = ((step * n) + chunk * rows + r) as u64;
+                    let index = mix(config.seed ^ mix(epoch as u64) ^ mix(item)) >> 24;
+                    let image = world.sample_in(Split::Pretrain, index).image;
+                    let s = sample_seed(config.seed, epoch as u64, item);
+                    va.copy_from_slice(&preprocessor.preprocess(&augment.apply(&image, mix(s))));
+                    vb.copy_from_slice(&preprocessor.preprocess(&augment.apply(&image, mix(!s))));
+                }
+            });
+        }
+    });
+    let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [n, 3, size, size]), device);
+    (t(a), t(b))
+}
+
+/// Normalised encoder features and labels of `n` one-object evaluation images from `skip`.
+fn labelled_features(
+    clip: &Clip,
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    set: &[(u64, usize)],
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<usize>, usize)> {
+    let size = world.config().image_size as usize;
+    let mut feats = Vec::new();
+    let mut dim = 0;
+    for chunk in set.chunks(256) {
+        let mut px = Vec::with_capacity(chunk.len() * 3 * size * size);
+        for &(index, _) in chunk {
+            px.extend(preprocessor.preprocess(&world.sample_in(Split::Eval, index).image));
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(px, [chunk.len(), 3, size, size]), device);
+        let f = l2_normalize(clip.encode_image(x));
+        dim = f.dims()[1];
+        feats.extend(
+            f.into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Training(format!("reading features: {e:?}")))?,
+        );
+    }
+    Ok((feats, set.iter().map(|s| s.1).collect(), dim))
+}
+
+/// Linear probe and kNN of `clip`'s encoder on each task.
+fn evaluate(
+    clip: &Clip,
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    eval: &SelfSupEval,
+    device: &Device,
+) -> Result<Vec<(Task, ProbeScores)>> {
+    let mut out = Vec::new();
+    let err = |e: vl_eval::Error| Error::Training(format!("self-supervised evaluation: {e}"));
+    for &task in &eval.tasks {
+        let n_classes = world.class_names(task).len();
+        let total = eval.train_images + eval.val_images + eval.test_images;
+        let set = world.classification_set(task, Split::Eval, total)?;
+        let (tr, va) = (eval.train_images, eval.train_images + eval.val_images);
+        let (xt, yt, dim) = labelled_features(clip, world, preprocessor, &set[..tr], device)?;
+        let (xv, yv, _) = labelled_features(clip, world, preprocessor, &set[tr..va], device)?;
+        let (xs, ys, _) = labelled_features(clip, world, preprocessor, &set[va..], device)?;
+        let (probe, _) = vl_eval::linear_probe::fit_with_validation(
+            (&xt, &yt),
+            (&xv, &yv),
+            dim,
+            n_classes,
+            &vl_eval::linear_probe::LinearProbeConfig::default(),
+        )
+        .map_err(err)?;
+        let lp = vl_eval::metrics::accuracy(&probe.predict(&xs).map_err(err)?, &ys).map_err(err)?;
+        let knn = vl_eval::knn::knn_classify(
+            &xt,
+            &yt,
+            &xs,
+            dim,
+            n_classes,
+            &vl_eval::knn::KnnConfig {
+                k: eval.knn_k,
+                ..vl_eval::knn::KnnConfig::default()
+            },
+        )
+        .map_err(err)?;
+        let knn = vl_eval::metrics::accuracy(&knn, &ys).map_err(err)?;
+        out.push((
+            task,
+            ProbeScores {
+                linear_probe: lp,
+                knn,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs (or resumes, or reads back) a self-supervised run; writes `report.json` and
+/// `results.md` into the output directory.
+pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<SelfSupReport> {
+    config.validate()?;
+    let dir = &opts.out_dir;
+    let report_path = dir.join("report.json");
+    let run_path = dir.join("run.json");
+    if report_path.is_file() {
+        let report: SelfSupReport = read_json(&report_path)?;
+        if &report.config == config {
+            return Ok(report);
+        }
+        return Err(Error::RunDir {
+            path: dir.clone(),
+            message: "holds a finished run with another config (choose another --out)".into(),
+        });
+    }
+    if run_path.is_file() {
+        let previous: SelfSupConfig = read_json(&run_path)?;
+        if &previous != config || !opts.resume {
+            return Err(Error::RunDir {
+                path: dir.clone(),
+                message: if &previous != config {
+                    "holds an unfinished run with another config".into()
+                } else {
+                    "holds an unfinished run: pass --resume to continue it".into()
+                },
+            });
+        }
+    }
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    write_json_atomic(&run_path, config)?;
+
+    let arch = PretrainConfig::from_toml_file(&config.architecture)?;
+    let world = SyntheticWorld::new(arch.world_config())?;
+    let size = arch.world.image_size;
+    let preprocessor = ImagePreprocessor::new(PreprocessConfig::clip(size))?;
+    let augment = AugmentConfig::strong(size, size);
+    let device = opts.device.clone().autodiff();
+    device.seed(config.seed);
+    // The text tower is unused; a minimal vocabulary keeps it small.
+    let clip = arch.clip_config(8, 1).init(&device);
+    let width = clip.visual_projection.weight.dims()[1];
+    let mut model = SelfSupModel {
+        clip,
+        head_in: LinearConfig::new(width, config.hidden_dim).init(&device),
+        head_out: LinearConfig::new(config.hidden_dim, config.projection_dim).init(&device),
+        prototypes: Initializer::Normal {
+            mean: 0.0,
+            std: 1.0,
+        }
+        .init([config.prototypes, config.projection_dim], &device),
+    };
+    let inference = opts.device.clone();
+    // The random-init encoder is evaluated on a separate copy on the inference device: calling
+    // `no_grad()` on a clone of a lazily initialised module would also freeze the original's
+    // parameters (clones share the lazy initialisation), and only the head would train.
+    let random_clip = arch
+        .clip_config(8, 1)
+        .init(&inference)
+        .load_record(model.clip.clone().into_record());
+    let random_init = evaluate(
+        &random_clip,
+        &world,
+        &preprocessor,
+        &config.eval,
+        &inference,
+    )?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let model_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "model");
+    let optim_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "optim");
+    let history_path = dir.join("history.json");
+    let mut history: Vec<SelfSupEpoch> = Vec::new();
+    let mut start = 1;
+    if opts.resume
+        && let Some(done) =
+            crate::checkpoint::last_complete_epoch_of(&dir.join("checkpoints"), &["model", "optim"])
+    {
+        let record = Checkpointer::restore(&model_ckpt, done)
+            .map_err(|e| Error::Training(format!("restoring model checkpoint {done}: {e}")))?;
+        model = model.load_record(record);
+        let record = Checkpointer::restore(&optim_ckpt, done)
+            .map_err(|e| Error::Training(format!("restoring optimiser checkpoint {done}: {e}")))?;
+        optim = optim.load_record(record);
+        history = read_json(&history_path)?;
+        history.truncate(done);
+        start = done + 1;
+    }
+    for epoch in start..=config.epochs {
+        if opts.stop_after_epochs.is_some_and(|k| epoch >= start + k) {
+            return Err(Error::Training(format!(
+                "stopped after epoch {} on request (--resume continues)",
+                epoch - 1
+            )));
+        }
+        let started = std::time::Instant::now();
+        let mut loss_sum = 0.0;
+        for step in 0..config.steps_per_epoch {
+            let (a, b) = views(
+                &world,
+                &preprocessor,
+                &augment,
+                config,
+                (epoch, step),
+                &device,
+            );
+            let loss = model.loss(config, a, b);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let lr = config.lr_at((epoch - 1) * config.steps_per_epoch + step);
+            model = optim.step(lr, model, grads);
+        }
+        let record = SelfSupEpoch {
+            epoch,
+            loss: loss_sum / config.steps_per_epoch as f64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if opts.verbose {
+            eprintln!(
+                "[{:?}] epoch {epoch}/{} loss {:.4} ({:.0} s)",
+                config.method, config.epochs, record.loss, record.seconds
+            );
+        }
+        history.push(record);
+        Checkpointer::save(&model_ckpt, epoch, model.clone().into_record())
+            .map_err(|e| Error::Training(format!("saving model checkpoint: {e}")))?;
+        Checkpointer::save(&optim_ckpt, epoch, optim.to_record())
+            .map_err(|e| Error::Training(format!("saving optimiser checkpoint: {e}")))?;
+        write_json_atomic(&history_path, &history)?;
+        if epoch > 2 {
+            for kind in ["model", "optim"] {
+                let old =
+                    crate::checkpoint::checkpoint_path(&dir.join("checkpoints"), kind, epoch - 2);
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+    let trained = evaluate(
+        &model.clip.clone().no_grad(),
+        &world,
+        &preprocessor,
+        &config.eval,
+        &inference,
+    )?;
+    let report = SelfSupReport {
+        config: config.clone(),
+        backend: opts.backend.clone(),
+        dtype: "f32".into(),
+        git_revision: opts.git_revision.clone(),
+        trainable_parameters: model.num_params(),
+        history,
+        eval: random_init
+            .into_iter()
+            .zip(trained)
+            .map(|((task, r), (_, t))| (task, r, t))
+            .collect(),
+    };
+    write_atomic(
+        &dir.join("results.md"),
+        selfsup_markdown(&report).as_bytes(),
+    )?;
+    write_json_atomic(&report_path, &report)?;
+    Ok(report)
+}
+
+/// The results table of a run.
+pub fn selfsup_markdown(report: &SelfSupReport) -> String {
+    let mut t = vl_eval::table::Table::new([
+        "task",
+        "random-init linear probe (%)",
+        "random-init kNN (%)",
+        "trained linear probe (%)",
+        "trained kNN (%)",
+    ]);
+    for (task, r, s) in &report.eval {
+        t.push([
+            format!("{task:?}").to_lowercase(),
+            format!("{:.1}", r.linear_probe),
+            format!("{:.1}", r.knn),
+            format!("{:.1}", s.linear_probe),
+            format!("{:.1}", s.knn),
+        ]);
+    }
+    format!(
+        "### {:?} on the synthetic world, from scratch ({} epochs x {} steps x {} images)\n\n{}\nBackend {} {}, git revision {}, seed {}.\n",
+        report.config.method,
+        report.config.epochs,
+        report.config.steps_per_epoch,
+        report.config.batch_size,
+        t.to_markdown(),
+        report.backend,
+        report.dtype,
+        report.git_revision,
+        report.config.seed
+    )
+}
+
+/// Reads a self-supervised config file (unknown keys are errors).
+pub fn read_selfsup_config(path: &Path) -> Result<SelfSupConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| Error::Toml {
+        path: path.to_path_buf(),
+        source,
+    })
+}
