@@ -2,7 +2,8 @@
 //! ([`templates`]), learnable text context in the CoOp / CoCoOp / variational forms and visual
 //! prompt tokens ([`learner`]), the loss terms that make KgCoOp and LASP ([`objective`]), the
 //! forward pass and loss of a prompted frozen CLIP ([`model`]), the prompt file format
-//! ([`file`]), LFA's closed form ([`lfa`]) and UPL's pseudo-label selection ([`upl`]).
+//! ([`file`]), LFA's closed form ([`lfa`]), UPL's pseudo-label selection ([`upl`]) and LaFTer's
+//! objectives ([`lafter`]).
 //!
 //! Methods combine by config: a [`PromptConfig`] picks the learnable parts, an
 //! [`ObjectiveConfig`] the extra loss terms and their weights. The CLIP encoders stay frozen:
@@ -12,6 +13,7 @@
 
 mod error;
 pub mod file;
+pub mod lafter;
 pub mod learner;
 pub mod lfa;
 pub mod model;
@@ -21,6 +23,7 @@ pub mod upl;
 
 pub use error::{Error, Result};
 pub use file::{PromptFileInfo, load_prompts, model_fingerprint, save_prompts};
+pub use lafter::{TextClassifier, pseudo_label_loss, text_classifier_loss};
 pub use learner::{
     ClassPrompts, ClassTokenPosition, PromptConfig, PromptLearner, TextPromptConfig,
     VariationalConfig, VisualPromptConfig,

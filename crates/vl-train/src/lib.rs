@@ -18,6 +18,7 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod experiment;
+pub mod lafter;
 pub mod model;
 pub mod pretrain;
 pub mod prompt;

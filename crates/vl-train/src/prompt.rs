@@ -203,6 +203,10 @@ pub struct PromptRunConfig {
     /// Label-free training with UPL's pseudo-labels instead of labelled shots (`shots` is then
     /// unused). Default: `None`.
     pub pseudo_labels: Option<PseudoLabelConfig>,
+    /// Run LaFTer (label-free: a text-trained classifier, then pseudo-label fine-tuning of
+    /// visual prompts, vision LayerNorms and the classifier) instead of a prompt learner
+    /// (`prompt`, `objective`, `peft`, `shots` unused). Default: `None`.
+    pub lafter: Option<crate::lafter::LafterConfig>,
 }
 
 /// UPL (Huang et al. 2022): the training set is an unlabeled pool, pseudo-labelled by the frozen
@@ -258,6 +262,7 @@ impl Default for PromptRunConfig {
             probe: None,
             data: None,
             pseudo_labels: None,
+            lafter: None,
         }
     }
 }
@@ -361,7 +366,7 @@ impl PromptRunConfig {
         if self.test_per_class == 0 {
             return invalid("test_per_class", "at least 1", "0".into());
         }
-        if self.probe.is_some() {
+        if self.probe.is_some() || self.lafter.is_some() {
             return Ok(());
         }
         if self.prompt.text.is_none()
@@ -482,7 +487,7 @@ pub struct PromptOptions {
 }
 
 /// Progress lines of a run: printed when verbose, always appended to `<run>/log.txt`.
-struct RunLog {
+pub(crate) struct RunLog {
     path: PathBuf,
     verbose: bool,
     method: String,
@@ -497,7 +502,7 @@ impl RunLog {
         }
     }
 
-    fn line(&self, message: &str) {
+    pub(crate) fn line(&self, message: &str) {
         let line = format!("[{}] {message}", self.method);
         if self.verbose {
             eprintln!("{line}");
@@ -515,7 +520,7 @@ impl RunLog {
 }
 
 /// Labels of an image set as `usize`.
-fn labels_of(images: &Images) -> Vec<usize> {
+pub(crate) fn labels_of(images: &Images) -> Vec<usize> {
     images.labels.iter().map(|&l| l as usize).collect()
 }
 
@@ -608,17 +613,17 @@ fn write_manifest(
 }
 
 /// Labelled images of one class list: preprocessed pixels, labels.
-struct Images {
+pub(crate) struct Images {
     /// Where each image comes from (also the manifest and the feature-cache key).
-    sources: Vec<Source>,
-    labels: Vec<i64>,
-    loader: Arc<Loader>,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) labels: Vec<i64>,
+    pub(crate) loader: Arc<Loader>,
 }
 
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-enum Source {
+pub(crate) enum Source {
     /// A synthetic-world sample.
     World(Split, u64),
     /// An image file.
@@ -626,20 +631,17 @@ enum Source {
 }
 
 /// Decodes and preprocesses [`Source`]s on demand (images are never all held in memory).
-struct Loader {
-    world: Option<SyntheticWorld>,
-    preprocessor: ImagePreprocessor,
+pub(crate) struct Loader {
+    pub(crate) world: Option<SyntheticWorld>,
+    pub(crate) preprocessor: ImagePreprocessor,
 }
 
 impl Loader {
-    fn pixels(&self, source: &Source) -> Result<Vec<f32>> {
+    /// The decoded image.
+    pub(crate) fn image(&self, source: &Source) -> Result<image::RgbImage> {
         match (source, &self.world) {
-            (Source::World(split, index), Some(world)) => Ok(self
-                .preprocessor
-                .preprocess(&world.sample_in(*split, *index).image)),
-            (Source::File(path), _) => Ok(self
-                .preprocessor
-                .preprocess(&vl_data::image::load_image(path)?)),
+            (Source::World(split, index), Some(world)) => Ok(world.sample_in(*split, *index).image),
+            (Source::File(path), _) => Ok(vl_data::image::load_image(path)?),
             (Source::World(..), None) => Err(Error::Training(
                 "a synthetic-world image without a world".into(),
             )),
@@ -648,18 +650,34 @@ impl Loader {
 }
 
 impl Images {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }
 
     /// Decodes, preprocesses and stacks the images `idx` (on worker threads).
-    fn batch(&self, idx: &[usize], device: &Device) -> Result<(Tensor<4>, Tensor<1, Int>)> {
+    pub(crate) fn batch(
+        &self,
+        idx: &[usize],
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<1, Int>)> {
+        self.batch_with(idx, device, |_, image| image)
+    }
+
+    /// [`Images::batch`] with each decoded image passed through `transform(position in the
+    /// set, image)` first (augmentations).
+    pub(crate) fn batch_with(
+        &self,
+        idx: &[usize],
+        device: &Device,
+        transform: impl Fn(usize, image::RgbImage) -> image::RgbImage + Sync,
+    ) -> Result<(Tensor<4>, Tensor<1, Int>)> {
         let c = self.loader.preprocessor.config();
         let (h, w) = (c.crop_height as usize, c.crop_width as usize);
         let per = 3 * h * w;
         let mut px = vec![0.0f32; idx.len() * per];
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let rows = idx.len().div_ceil(workers).max(1);
+        let transform = &transform;
         std::thread::scope(|scope| {
             let handles: Vec<_> = px
                 .chunks_mut(rows * per)
@@ -667,7 +685,8 @@ impl Images {
                 .map(|(out, ids)| {
                     scope.spawn(move || -> Result<()> {
                         for (o, &i) in out.chunks_mut(per).zip(ids) {
-                            let p = self.loader.pixels(&self.sources[i])?;
+                            let image = transform(i, self.loader.image(&self.sources[i])?);
+                            let p = self.loader.preprocessor.preprocess(&image);
                             if p.len() != per {
                                 return Err(Error::Training(format!(
                                     "{:?}: preprocessed to {} values, expected {per}",
@@ -695,7 +714,7 @@ impl Images {
 }
 
 /// SplitMix64 step.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -778,6 +797,8 @@ struct TaskData {
     novel_test: Option<Images>,
     templates: Templates,
     kgcoop_template: Templates,
+    /// Class descriptions by class name (the synthetic world's own; none for CoOp data).
+    descriptions: std::collections::BTreeMap<String, Vec<String>>,
     /// Where the data comes from, for the manifest.
     source: serde_json::Value,
 }
@@ -809,6 +830,23 @@ fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
         .iter()
         .map(|n| vl_data::synthetic::with_article(n))
         .collect();
+    let descriptions = match world.class_descriptions(config.task) {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let sentences = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (vl_data::synthetic::with_article(&k), sentences)
+            })
+            .collect(),
+        _ => std::collections::BTreeMap::new(),
+    };
     let loader = Arc::new(Loader {
         world: Some(world),
         preprocessor: ImagePreprocessor::new(PreprocessConfig::clip(pretrain.world.image_size))?,
@@ -828,9 +866,10 @@ fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
         )?)
     };
     let train_start = (1u64 << 32) + (mix(config.seed) >> 40) * 4096;
-    let train_per_class = match &config.pseudo_labels {
-        Some(p) => p.pool_per_class,
-        None => config.shots,
+    let train_per_class = match (&config.pseudo_labels, &config.lafter) {
+        (Some(p), _) => p.pool_per_class,
+        (None, Some(l)) => l.pool_per_class,
+        (None, None) => config.shots,
     };
     let train = class_images(&loader, config.task, &base, train_per_class, train_start)?;
     // The linear probe's validation set: `shots` more images per base class, disjoint from the
@@ -855,6 +894,7 @@ fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
         novel_test,
         templates: Templates::new(config.templates.clone())?,
         kgcoop_template: Templates::new([config.kgcoop_template.clone()])?,
+        descriptions,
         source: serde_json::json!({
             "synthetic_world": pretrain.world,
             "task": config.task,
@@ -987,9 +1027,10 @@ fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
             }
             Ok(picked.items)
         };
-    let train = match &config.pseudo_labels {
-        Some(_) => subset(train_split.items(), &base),
-        None => subset(&shots(train_split.items(), "train")?, &base),
+    let train = if config.pseudo_labels.is_some() || config.lafter.is_some() {
+        subset(train_split.items(), &base)
+    } else {
+        subset(&shots(train_split.items(), "train")?, &base)
     };
     let val = match &config.probe {
         Some(ProbeConfig::Linear { .. }) => {
@@ -1022,6 +1063,7 @@ fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
         novel_test,
         templates,
         kgcoop_template,
+        descriptions: std::collections::BTreeMap::new(),
         source: serde_json::json!({
             "coop_dataset": name,
             "split_file": split_file,
@@ -1273,6 +1315,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         novel_test,
         templates,
         kgcoop_template,
+        descriptions,
         source,
     } = match &config.data {
         None => synthetic_task(config)?,
@@ -1350,6 +1393,42 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             ("novel_test", novel_test.as_ref()),
         ],
     )?;
+
+    if let Some(lafter) = &config.lafter {
+        let started = std::time::Instant::now();
+        let descriptions = match &lafter.descriptions {
+            Some(path) => read_json(path)?,
+            None => descriptions,
+        };
+        let outcome = crate::lafter::run_lafter(
+            lafter,
+            &clip,
+            &tokenizer,
+            &templates,
+            &base_names,
+            &descriptions,
+            (&train, &base_test),
+            config.seed,
+            &device,
+            &log,
+        )?;
+        let report = PromptReport {
+            config: config.clone(),
+            base_model: fingerprint,
+            backend: opts.backend.clone(),
+            dtype: "f32".into(),
+            git_revision: opts.git_revision.clone(),
+            zero_shot: zs,
+            zero_shot_detail,
+            pseudo_label_accuracy,
+            learned: BaseNovel::new(outcome.accuracy, None),
+            trainable_parameters: outcome.trainable,
+            history: outcome.history,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        write_json_atomic(&report_path, &report)?;
+        return Ok(report);
+    }
 
     if let Some(probe) = &config.probe {
         let started = std::time::Instant::now();

@@ -346,3 +346,37 @@ fn upl_trains_on_top_k_zero_shot_pseudo_labels_of_an_unlabeled_pool() {
     }
     assert!(per_class.iter().all(|&c| c <= 2), "{per_class:?}");
 }
+
+#[test]
+fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let mut c = config(&model, "lafter");
+    c.protocol = vl_train::prompt::ClassProtocol::AllClasses;
+    c.lafter = Some(vl_train::lafter::LafterConfig {
+        text_epochs: 5,
+        pool_per_class: 2,
+        prompt_tokens: 2,
+        epochs: 2,
+        batch_size: 8,
+        ..vl_train::lafter::LafterConfig::default()
+    });
+    let dir = root.path().join("lafter");
+    let report = run_prompt(&c, &options(&dir)).unwrap();
+    assert_eq!(report.history.len(), 2);
+    assert!((0.0..=100.0).contains(&report.learned.base));
+    // Prompts (2 x 32) + vision LayerNorms + classifier (8 classes x 16): a small share.
+    assert!(report.trainable_parameters > 2 * 32 + 8 * 16);
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(log.contains("LaFTer stage 1") && log.contains("trainable%"), "{log}");
+
+    // Descriptions from a file must cover every class.
+    let path = root.path().join("descriptions.json");
+    std::fs::write(&path, r#"{"a red": ["something red"]}"#).unwrap();
+    c.lafter.as_mut().unwrap().descriptions = Some(path);
+    let err = run_prompt(&c, &options(&root.path().join("bad")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lafter.descriptions"), "{err}");
+}

@@ -1,0 +1,279 @@
+//! LaFTer (Mirza et al., NeurIPS 2023, <https://arxiv.org/abs/2305.18287>; reference code
+//! `jmiemirza/LaFTer`) as a branch of the prompt-learning run ([`crate::prompt::run_prompt`]
+//! with `[lafter]`): no image label is used.
+//!
+//! 1. A bias-free linear classifier is trained on the normalised text embeddings of every
+//!    class's description sentences and template sentences, with Gaussian noise (σ = `noise`)
+//!    added to each embedding (`vl_prompting::lafter::text_classifier_loss`; full batch, Adam).
+//! 2. Unsupervised fine-tuning on an unlabeled pool: the classifier's argmax on a weakly
+//!    augmented view is the pseudo-label of a strongly augmented view, label-smoothed
+//!    cross-entropy (`pseudo_label_loss`); trainable are shallow visual prompt tokens, the
+//!    vision tower's LayerNorm affine parameters (`vl_peft`'s LayerNorm tuning) and the
+//!    classifier.
+//!
+//! Test accuracy is the classifier's on the frozen-pipeline features of the test images (no
+//! augmentation). Descriptions come from a JSON file `{class name: [sentences]}` (as a user
+//! makes with any LLM) or, on the synthetic world, from the world's own grammar
+//! (`SyntheticWorld::class_descriptions`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use vl_data::ClipTokenizer;
+use vl_data::augment::{AugmentConfig, sample_seed};
+use vl_encoders::clip::Clip;
+use vl_prompting::{
+    HostRng, PromptConfig, PromptLearner, Templates, TextClassifier, VisualPromptConfig,
+    pseudo_label_loss, text_classifier_loss,
+};
+
+use crate::prompt::{Images, PromptEpoch, RunLog, labels_of, mix};
+use crate::{Error, Result};
+
+/// `[lafter]` of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LafterConfig {
+    /// Class descriptions, a JSON object `{class name: [sentence, ...]}`. Default: none (the
+    /// synthetic world's own descriptions; required for CoOp data sets).
+    pub descriptions: Option<PathBuf>,
+    /// σ of the Gaussian noise on the normalised text embeddings. Default: `0.1` (the paper).
+    pub noise: f64,
+    /// Full-batch Adam epochs of the text classifier. Default: `200`.
+    pub text_epochs: usize,
+    /// Learning rate of the text classifier. Default: `1e-2`.
+    pub text_lr: f64,
+    /// Unlabeled images per class in the pool (labels withheld). Default: `64`.
+    pub pool_per_class: usize,
+    /// Shallow visual prompt tokens. Default: `8` (the paper uses 50 on ViT-B/32's 50 tokens;
+    /// the tiny model has 17).
+    pub prompt_tokens: usize,
+    /// Epochs of the unsupervised stage. Default: `5`.
+    pub epochs: usize,
+    /// AdamW learning rate of the unsupervised stage. Default: `1e-3`.
+    pub lr: f64,
+    /// Images per step. Default: `64`.
+    pub batch_size: usize,
+    /// Label smoothing of the pseudo-label loss. Default: `0.1`.
+    pub smoothing: f64,
+}
+
+impl Default for LafterConfig {
+    fn default() -> Self {
+        Self {
+            descriptions: None,
+            noise: 0.1,
+            text_epochs: 200,
+            text_lr: 1e-2,
+            pool_per_class: 64,
+            prompt_tokens: 8,
+            epochs: 5,
+            lr: 1e-3,
+            batch_size: 64,
+            smoothing: 0.1,
+        }
+    }
+}
+
+/// What stage 2 trains.
+#[derive(Module, Debug)]
+struct LafterModel {
+    learner: PromptLearner,
+    clip: Clip,
+    classifier: TextClassifier,
+}
+
+impl LafterModel {
+    fn logits(&self, pixels: Tensor<4>) -> Tensor<2> {
+        self.classifier
+            .forward(self.learner.image_features(&self.clip, pixels))
+    }
+}
+
+/// What [`run_lafter`] reports.
+pub(crate) struct LafterOutcome {
+    /// Test accuracy (%) after both stages.
+    pub(crate) accuracy: f64,
+    /// Per-epoch history (text-classifier epochs are not listed).
+    pub(crate) history: Vec<PromptEpoch>,
+    /// Trainable parameters of stage 2.
+    pub(crate) trainable: usize,
+}
+
+/// The run: `clip` frozen on an autodiff device, `class_names` with their `descriptions`,
+/// the unlabeled `pool`, the `test` images.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_lafter(
+    lafter: &LafterConfig,
+    clip: &Clip,
+    tokenizer: &ClipTokenizer,
+    templates: &Templates,
+    class_names: &[String],
+    descriptions: &BTreeMap<String, Vec<String>>,
+    (pool, test): (&Images, &Images),
+    seed: u64,
+    device: &Device,
+    log: &RunLog,
+) -> Result<LafterOutcome> {
+    // Stage 1: the text-only classifier.
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for (c, name) in class_names.iter().enumerate() {
+        for t in 0..templates.len() {
+            texts.push(templates.fill(t, name));
+            labels.push(c as i64);
+        }
+        let found = descriptions.get(name).ok_or_else(|| Error::InvalidConfig {
+            field: "lafter.descriptions".into(),
+            expected: format!("sentences for every class, e.g. {name:?}"),
+            found: format!("{} classes described", descriptions.len()),
+        })?;
+        for d in found {
+            texts.push(d.clone());
+            labels.push(c as i64);
+        }
+    }
+    let text = vl_prompting::templates::encode_texts(clip, tokenizer, &texts, 256)?.detach();
+    let [n_text, dim] = text.dims();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n_text]), device);
+    let mut rng = HostRng::new(mix(seed ^ 0x1AF7));
+    let bound = 1.0 / (dim as f64).sqrt();
+    let mut classifier = TextClassifier::new(
+        rng.uniform_tensor([class_names.len(), dim], bound, device)
+            .require_grad(),
+    );
+    let mut adam = AdamConfig::new().init();
+    let mut text_loss = f64::NAN;
+    for _ in 0..lafter.text_epochs {
+        let noise = rng.normal_tensor([n_text, dim], lafter.noise, device);
+        let loss = text_classifier_loss(&classifier, text.clone(), noise, labels.clone());
+        text_loss = f64::from(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &classifier);
+        classifier = adam.step(lafter.text_lr, classifier, grads);
+    }
+    let learner = PromptConfig {
+        text: None,
+        visual: Some(VisualPromptConfig {
+            n_tokens: lafter.prompt_tokens,
+            depth: 1,
+            init_std: 0.02,
+        }),
+    }
+    .init(
+        clip,
+        tokenizer,
+        class_names.len(),
+        mix(seed ^ 0x7F7),
+        device,
+    )?;
+    let accuracy = |model: &LafterModel, images: &Images| -> Result<f64> {
+        let idx: Vec<usize> = (0..images.len()).collect();
+        let mut hits = 0usize;
+        for chunk in idx.chunks(128) {
+            let (px, y) = images.batch(chunk, device)?;
+            let pred = model.logits(px).detach().argmax(1).reshape([chunk.len()]);
+            hits += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
+        }
+        Ok(100.0 * hits as f64 / images.len() as f64)
+    };
+    // Stage 2 trains the prompts, the vision LayerNorms and the classifier.
+    let ln = vl_peft::PeftConfig {
+        method: vl_peft::PeftMethod::LayerNorm,
+        target_modules: Vec::new(),
+        tower: vl_peft::Tower::Vision,
+    };
+    let (tuned_clip, state) = vl_peft::apply_peft(clip.clone(), &ln, mix(seed ^ 0x1A))
+        .map_err(|e| Error::Training(e.to_string()))?;
+    let mut model = LafterModel {
+        learner,
+        clip: tuned_clip,
+        classifier,
+    };
+    let text_only = accuracy(&model, test)?;
+    let trainable = model.learner.num_params() + state.trainable + model.classifier.num_params();
+    let total = state.total + model.learner.num_params() + model.classifier.num_params();
+    log.line(&format!(
+        "LaFTer stage 1: text classifier on {n_text} sentences, final loss {text_loss:.4}; \
+         test accuracy with the text classifier alone {text_only:.1}%"
+    ));
+    log.line(&format!(
+        "LaFTer stage 2: trainable params: {trainable} || all params: {total} || trainable%: {:.4}",
+        100.0 * trainable as f64 / total as f64
+    ));
+    let size = pool.loader.preprocessor.config().crop_height;
+    let (weak, strong) = (
+        AugmentConfig::weak(size, size),
+        AugmentConfig::strong(size, size),
+    );
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let mut history = Vec::new();
+    let n = pool.len();
+    let withheld = labels_of(pool);
+    for epoch in 1..=lafter.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut s = mix(seed.wrapping_mul(31).wrapping_add(epoch as u64));
+        for i in (1..n).rev() {
+            s = mix(s);
+            order.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let (mut loss_sum, mut agree, mut steps) = (0.0, 0usize, 0usize);
+        for chunk in order.chunks(lafter.batch_size) {
+            let view_seed =
+                |i: usize, salt: u64| mix(sample_seed(seed, epoch as u64, i as u64) ^ salt);
+            let (pw, _) = pool.batch_with(chunk, device, |i, image| {
+                weak.apply(&image, view_seed(i, 1))
+            })?;
+            let (ps, _) = pool.batch_with(chunk, device, |i, image| {
+                strong.apply(&image, view_seed(i, 2))
+            })?;
+            let weak_logits = model.logits(pw).detach();
+            let strong_logits = model.logits(ps);
+            // Diagnostics only: how often the pseudo-label is the withheld true label.
+            let truth = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    chunk
+                        .iter()
+                        .map(|&i| withheld[i] as i64)
+                        .collect::<Vec<_>>(),
+                    [chunk.len()],
+                ),
+                device,
+            );
+            agree += weak_logits
+                .clone()
+                .argmax(1)
+                .reshape([chunk.len()])
+                .equal(truth)
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize;
+            let loss = pseudo_label_loss(weak_logits, strong_logits, lafter.smoothing);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            steps += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lafter.lr, model, grads);
+        }
+        let record = PromptEpoch {
+            epoch,
+            lr: lafter.lr,
+            loss: loss_sum / steps.max(1) as f64,
+            // With no labels, "training accuracy" is the pseudo-labels' agreement with the
+            // withheld labels.
+            train_accuracy: 100.0 * agree as f64 / n as f64,
+        };
+        log.line(&format!(
+            "LaFTer epoch {epoch}/{} loss {:.4} pseudo-label accuracy {:.1}%",
+            lafter.epochs, record.loss, record.train_accuracy
+        ));
+        history.push(record);
+    }
+    Ok(LafterOutcome {
+        accuracy: accuracy(&model, test)?,
+        history,
+        trainable,
+    })
+}
