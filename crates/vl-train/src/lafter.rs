@@ -60,6 +60,14 @@ pub struct LafterConfig {
     pub batch_size: usize,
     /// Label smoothing of the pseudo-label loss. Default: `0.1`.
     pub smoothing: f64,
+    /// Smallest crop area (fraction) of the weak view's random resized crop. Default: `0.5`.
+    pub weak_crop_min_scale: f64,
+    /// Smallest crop area of the strong view's random resized crop. Default: `0.08`
+    /// (torchvision's).
+    pub strong_crop_min_scale: f64,
+    /// Colour jitter and random greyscale in the strong view. Default: `true`. Turn off where
+    /// colour is the class (the synthetic world's colour tasks): there it changes the label.
+    pub colour_jitter: bool,
 }
 
 impl Default for LafterConfig {
@@ -75,6 +83,9 @@ impl Default for LafterConfig {
             lr: 1e-3,
             batch_size: 64,
             smoothing: 0.1,
+            weak_crop_min_scale: 0.5,
+            strong_crop_min_scale: 0.08,
+            colour_jitter: true,
         }
     }
 }
@@ -205,10 +216,29 @@ pub(crate) fn run_lafter(
         100.0 * trainable as f64 / total as f64
     ));
     let size = pool.loader.preprocessor.config().crop_height;
-    let (weak, strong) = (
+    let (mut weak, mut strong) = (
         AugmentConfig::weak(size, size),
         AugmentConfig::strong(size, size),
     );
+    for (aug, min) in [
+        (&mut weak, lafter.weak_crop_min_scale),
+        (&mut strong, lafter.strong_crop_min_scale),
+    ] {
+        if let Some(crop) = aug.crop.as_mut() {
+            crop.scale.0 = min;
+        }
+    }
+    if !lafter.colour_jitter {
+        strong.jitter = None;
+        strong.grayscale_p = 0.0;
+    }
+    for aug in [&weak, &strong] {
+        aug.validate().map_err(|e| Error::InvalidConfig {
+            field: "lafter".into(),
+            expected: "valid augmentation settings".into(),
+            found: e.to_string(),
+        })?;
+    }
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut history = Vec::new();
     let n = pool.len();

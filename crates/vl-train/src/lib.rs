@@ -15,6 +15,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod config;
+pub mod coop_data;
 pub mod data;
 mod error;
 pub mod experiment;

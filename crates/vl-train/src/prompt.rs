@@ -902,62 +902,7 @@ fn synthetic_task(config: &PromptRunConfig) -> Result<TaskData> {
     })
 }
 
-/// A data set of the CoOp suite in CoOp's folder layout (its `DATASETS.md`), for a model that
-/// is any CLIP checkpoint directory (`config.json`, weights, `tokenizer.json`,
-/// `preprocessor_config.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoopData {
-    /// CoOp's data root (`$DATA`), holding e.g. `oxford_pets/`.
-    pub root: PathBuf,
-    /// The data set's CoOp name: one of [`COOP_DATASETS`].
-    pub dataset: String,
-}
-
-/// The CoOp-suite data sets with a `split_zhou_*.json` file: (CoOp name, folder under the root,
-/// image folder under it, split file under it). ImageNet and FGVCAircraft use other files in
-/// CoOp and are not read yet.
-pub const COOP_DATASETS: [(&str, &str, &str, &str); 9] = [
-    (
-        "Caltech101",
-        "caltech-101",
-        "101_ObjectCategories",
-        "split_zhou_Caltech101.json",
-    ),
-    (
-        "OxfordPets",
-        "oxford_pets",
-        "images",
-        "split_zhou_OxfordPets.json",
-    ),
-    (
-        "StanfordCars",
-        "stanford_cars",
-        "",
-        "split_zhou_StanfordCars.json",
-    ),
-    (
-        "OxfordFlowers",
-        "oxford_flowers",
-        "jpg",
-        "split_zhou_OxfordFlowers.json",
-    ),
-    ("Food101", "food-101", "images", "split_zhou_Food101.json"),
-    ("SUN397", "sun397", "SUN397", "split_zhou_SUN397.json"),
-    (
-        "DescribableTextures",
-        "dtd",
-        "images",
-        "split_zhou_DescribableTextures.json",
-    ),
-    ("EuroSAT", "eurosat", "2750", "split_zhou_EuroSAT.json"),
-    (
-        "UCF101",
-        "ucf101",
-        "UCF-101-midframes",
-        "split_zhou_UCF101.json",
-    ),
-];
+pub use crate::coop_data::{COOP_DATASETS, CoopData};
 
 /// A CoOp-suite data set: shots drawn from `train` with the seed (`vl_data::few_shot`), the
 /// linear probe's validation shots from `val`, every `test` image of a class (the protocol's
@@ -965,29 +910,10 @@ pub const COOP_DATASETS: [(&str, &str, &str, &str); 9] = [
 /// `classname.replace("_", " ")`); the templates are the data set's CoOp template unless the
 /// config sets its own.
 fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
-    let &(name, folder, images, split_file) = COOP_DATASETS
-        .iter()
-        .find(|d| d.0 == data.dataset)
-        .ok_or_else(|| Error::InvalidConfig {
-            field: "data.dataset".into(),
-            expected: format!("one of {}", COOP_DATASETS.map(|d| d.0).join(", ")),
-            found: data.dataset.clone(),
-        })?;
-    let dir = data.root.join(folder);
-    let split_file = dir.join(split_file);
-    let image_root = if images.is_empty() {
-        dir.clone()
-    } else {
-        dir.join(images)
-    };
-    let open = |split| vl_data::CoopSplit::open(&split_file, &image_root, split);
-    let (train_split, test_split) = (open(vl_data::Split::Train)?, open(vl_data::Split::Test)?);
-    let all_names: Vec<String> = test_split
-        .classes()
-        .values()
-        .map(|n| n.replace('_', " "))
-        .collect();
-    let labels: Vec<usize> = test_split.classes().keys().copied().collect();
+    let sets = crate::coop_data::read_coop(data)?;
+    let name = sets.name;
+    let all_names: Vec<String> = sets.classes.iter().map(|c| c.1.clone()).collect();
+    let labels: Vec<usize> = sets.classes.iter().map(|c| c.0).collect();
     let (base, novel) = split_classes(config, labels.len());
     let preprocessor = ImagePreprocessor::new(PreprocessConfig::from_hf_file(
         config.model.join("preprocessor_config.json"),
@@ -1020,27 +946,42 @@ fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
                         "{} of class {:?} in {} ({} classes short)",
                         short.available,
                         short.class_name,
-                        split_file.display(),
+                        sets.listing.display(),
                         picked.shortfalls.len()
                     ),
                 });
             }
             Ok(picked.items)
         };
-    let train = if config.pseudo_labels.is_some() || config.lafter.is_some() {
-        subset(train_split.items(), &base)
+    let label_free = config.pseudo_labels.is_some() || config.lafter.is_some();
+    let train_shots = if label_free {
+        Vec::new()
     } else {
-        subset(&shots(train_split.items(), "train")?, &base)
+        shots(&sets.train, "train")?
     };
-    let val = match &config.probe {
-        Some(ProbeConfig::Linear { .. }) => {
-            let val_split = open(vl_data::Split::Val)?;
-            Some(subset(&shots(val_split.items(), "val")?, &base))
+    let train = if label_free {
+        subset(&sets.train, &base)
+    } else {
+        subset(&train_shots, &base)
+    };
+    let val = match (&config.probe, &sets.val) {
+        (Some(ProbeConfig::Linear { .. }), Some(val)) => Some(subset(&shots(val, "val")?, &base)),
+        // No validation split (ImageNet): validation shots from the rest of `train`.
+        (Some(ProbeConfig::Linear { .. }), None) => {
+            let taken: std::collections::HashSet<&Path> =
+                train_shots.iter().map(|i| i.path.as_path()).collect();
+            let rest: Vec<vl_data::LabeledImage> = sets
+                .train
+                .iter()
+                .filter(|i| !taken.contains(i.path.as_path()))
+                .cloned()
+                .collect();
+            Some(subset(&shots(&rest, "further train")?, &base))
         }
         _ => None,
     };
-    let base_test = subset(test_split.items(), &base);
-    let novel_test = (!novel.is_empty()).then(|| subset(test_split.items(), &novel));
+    let base_test = subset(&sets.test, &base);
+    let novel_test = (!novel.is_empty()).then(|| subset(&sets.test, &novel));
     let default = PromptRunConfig::default();
     let templates = if config.templates == default.templates {
         vl_prompting::Templates::coop(name)?
@@ -1066,8 +1007,7 @@ fn coop_task(config: &PromptRunConfig, data: &CoopData) -> Result<TaskData> {
         descriptions: std::collections::BTreeMap::new(),
         source: serde_json::json!({
             "coop_dataset": name,
-            "split_file": split_file,
-            "image_root": image_root,
+            "listing": sets.listing,
         }),
     })
 }

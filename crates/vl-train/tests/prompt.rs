@@ -369,7 +369,10 @@ fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
     // Prompts (2 x 32) + vision LayerNorms + classifier (8 classes x 16): a small share.
     assert!(report.trainable_parameters > 2 * 32 + 8 * 16);
     let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
-    assert!(log.contains("LaFTer stage 1") && log.contains("trainable%"), "{log}");
+    assert!(
+        log.contains("LaFTer stage 1") && log.contains("trainable%"),
+        "{log}"
+    );
 
     // Descriptions from a file must cover every class.
     let path = root.path().join("descriptions.json");
@@ -379,4 +382,115 @@ fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("lafter.descriptions"), "{err}");
+}
+
+/// `per_split` one-object images per colour class of the model's world as `(image, class name)`
+/// for each of three splits.
+fn colour_images(model: &Path, per_split: usize) -> Vec<Vec<(image::RgbImage, String)>> {
+    let pretrain = vl_train::PretrainConfig::from_toml_file(model.join("run.toml")).unwrap();
+    let world = vl_data::synthetic::SyntheticWorld::new(pretrain.world_config()).unwrap();
+    let task = vl_data::synthetic::Task::Colour;
+    let names = world.class_names(task);
+    let mut index = 1000u64;
+    (0..3)
+        .map(|_| {
+            let mut counts = vec![0usize; names.len()];
+            let mut out = Vec::new();
+            while counts.iter().any(|&c| c < per_split) {
+                let sample = world.sample_in(vl_data::synthetic::Split::Eval, index);
+                index += 1;
+                if let Some(label) = world.label(task, &sample)
+                    && counts[label] < per_split
+                {
+                    counts[label] += 1;
+                    out.push((sample.image, names[label].clone()));
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn fgvc_aircraft_and_imagenet_layouts_are_read_as_coop_does() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    pretrained(&model);
+    let data = root.path().join("data");
+    let splits = colour_images(&model, 3);
+    // FGVC-Aircraft: variants.txt, images_variant_<split>.txt, images/<id>.jpg.
+    let dir = data.join("fgvc_aircraft");
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let mut variants: Vec<String> = Vec::new();
+    for (_, n) in &splits[0] {
+        if !variants.contains(n) {
+            variants.push(n.clone());
+        }
+    }
+    std::fs::write(dir.join("variants.txt"), variants.join("\n")).unwrap();
+    for (split, items) in ["train", "val", "test"].iter().zip(&splits) {
+        let mut lines = String::new();
+        for (i, (image, name)) in items.iter().enumerate() {
+            let id = format!("{split}{i:04}");
+            image
+                .save(dir.join("images").join(format!("{id}.jpg")))
+                .unwrap();
+            lines += &format!("{id} {name}\n");
+        }
+        std::fs::write(dir.join(format!("images_variant_{split}.txt")), lines).unwrap();
+    }
+    // ImageNet: classnames.txt, images/{train,val}/<wnid>/.
+    let dir = data.join("imagenet");
+    let mut classnames = String::new();
+    for (i, v) in variants.iter().enumerate() {
+        classnames += &format!("n{i:08} {v}\n");
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("classnames.txt"), classnames).unwrap();
+    for (split, items) in [("train", &splits[0]), ("val", &splits[2])] {
+        for (i, (image, name)) in items.iter().enumerate() {
+            let wnid = format!("n{:08}", variants.iter().position(|v| v == name).unwrap());
+            let folder = dir.join("images").join(split).join(&wnid);
+            std::fs::create_dir_all(&folder).unwrap();
+            image.save(folder.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    for dataset in ["FGVCAircraft", "ImageNet"] {
+        let mut c = config(&model, "linear-probe");
+        c.shots = 1;
+        c.probe = Some(vl_train::prompt::ProbeConfig::Linear {
+            c_grid: Some(vec![1.0]),
+        });
+        c.data = Some(vl_train::prompt::CoopData {
+            root: data.clone(),
+            dataset: dataset.into(),
+        });
+        let dir = root.path().join(dataset);
+        run_prompt(&c, &options(&dir)).unwrap_or_else(|e| panic!("{dataset}: {e}"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        // 8 colours: 4 base classes, 1 shot each, 1 validation shot each, 3 test images each.
+        assert_eq!(manifest["train"].as_array().unwrap().len(), 4, "{dataset}");
+        assert_eq!(manifest["val"].as_array().unwrap().len(), 4, "{dataset}");
+        assert_eq!(
+            manifest["base_test"].as_array().unwrap().len(),
+            12,
+            "{dataset}"
+        );
+        assert_eq!(manifest["classes"]["base"][0], variants[0], "{dataset}");
+    }
+    // A line naming an unknown variant is an error naming the file and line.
+    let file = data.join("fgvc_aircraft/images_variant_test.txt");
+    std::fs::write(&file, "x0001 no such plane\n").unwrap();
+    let mut c = config(&model, "zero-shot");
+    c.probe = Some(vl_train::prompt::ProbeConfig::ZeroShot);
+    c.data = Some(vl_train::prompt::CoopData {
+        root: data.clone(),
+        dataset: "FGVCAircraft".into(),
+    });
+    let err = run_prompt(&c, &options(&root.path().join("bad")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("images_variant_test.txt line 1"), "{err}");
 }
