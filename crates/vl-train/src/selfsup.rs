@@ -87,6 +87,9 @@ pub struct SelfSupConfig {
     pub sinkhorn_epsilon: f64,
     /// Sinkhorn-Knopp iterations (SwAV's 3). Default: `3`.
     pub sinkhorn_iters: usize,
+    /// Steps during which the prototypes get no gradient (SwAV's `freeze_prototypes_niters`,
+    /// one epoch there). Default: `40`.
+    pub freeze_prototypes_steps: usize,
     /// Evaluation.
     pub eval: SelfSupEval,
 }
@@ -137,6 +140,7 @@ impl Default for SelfSupConfig {
             prototypes: 64,
             sinkhorn_epsilon: 0.05,
             sinkhorn_iters: 3,
+            freeze_prototypes_steps: 40,
             eval: SelfSupEval::default(),
         }
     }
@@ -204,14 +208,18 @@ impl SelfSupModel {
     }
 
     /// The objective on two views.
-    fn loss(&self, config: &SelfSupConfig, a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
+    fn loss(&self, config: &SelfSupConfig, a: Tensor<4>, b: Tensor<4>, step: usize) -> Tensor<1> {
         let (za, zb) = (self.project(a), self.project(b));
         match config.method {
             SelfSupMethod::Simclr => NtXentLossConfig::new(config.temperature)
                 .init()
                 .forward(za, zb),
             SelfSupMethod::SinkhornKnopp => {
-                let protos = l2_normalize(self.prototypes.val());
+                let protos = if step < config.freeze_prototypes_steps {
+                    l2_normalize(self.prototypes.val().detach())
+                } else {
+                    l2_normalize(self.prototypes.val())
+                };
                 let sa = za.matmul(protos.clone().transpose());
                 let sb = zb.matmul(protos.transpose());
                 let sk = SinkhornConfig::new()
@@ -521,10 +529,11 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
                 (epoch, step),
                 &device,
             );
-            let loss = model.loss(config, a, b);
+            let global = (epoch - 1) * config.steps_per_epoch + step;
+            let loss = model.loss(config, a, b, global);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let lr = config.lr_at((epoch - 1) * config.steps_per_epoch + step);
+            let lr = config.lr_at(global);
             model = optim.step(lr, model, grads);
         }
         let record = SelfSupEpoch {
