@@ -308,7 +308,7 @@ fn coop_layout_data_sets_run_base_to_novel_with_their_template_and_manifest() {
 
     // An unknown data set name lists the known ones.
     let mut unknown = coop.clone();
-    unknown.data.as_mut().unwrap().dataset = "ImageNet".into();
+    unknown.data.as_mut().unwrap().dataset = "ImageNetV2".into();
     let err = run_prompt(&unknown, &options(&root.path().join("unknown")))
         .unwrap_err()
         .to_string();
