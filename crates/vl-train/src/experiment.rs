@@ -37,6 +37,9 @@ use crate::prompt::{
     ClassProtocol, ProbeConfig, PromptOptions, PromptReport, PromptRunConfig, run_prompt,
 };
 use crate::retrieval::{RetrievalConfig, RetrievalReport, run_retrieval};
+use crate::selfsup::{
+    ProbeScores, SelfSupConfig, SelfSupOptions, SelfSupReport, read_selfsup_config, run_selfsup,
+};
 use crate::{Error, Result};
 
 /// The protocol of an experiment.
@@ -50,6 +53,10 @@ pub enum Protocol {
     /// Zero-shot image-text retrieval with the checkpoint itself (`[retrieval]`; synthetic
     /// data sets; `methods`, `shots` and `seeds` are unused).
     Retrieval,
+    /// Self-supervised training from scratch (`vl_train::selfsup`): each method's `config` is a
+    /// self-supervised run config, run once per seed; `model`, `shots` and `datasets` are
+    /// unused.
+    SelfSupervised,
 }
 
 /// One data set of an experiment.
@@ -123,7 +130,9 @@ pub struct Experiment {
     pub description: String,
     /// The protocol.
     pub protocol: Protocol,
-    /// The pretrained model directory (relative to the working directory).
+    /// The pretrained model directory (relative to the working directory; unused by
+    /// `self_supervised`). Default: none.
+    #[serde(default)]
     pub model: PathBuf,
     /// Seeds. Default: `[1, 2, 3]`.
     #[serde(default = "default_seeds")]
@@ -229,6 +238,18 @@ impl Experiment {
                 ),
             ));
         }
+        if self.protocol == Protocol::SelfSupervised {
+            if self.methods.is_empty() {
+                return Err(bad("methods", "at least one [[methods]]", "none".into()));
+            }
+            for i in 0..self.methods.len() {
+                self.selfsup_config(i, self.seeds[0])?;
+            }
+            return Ok(());
+        }
+        if self.model.as_os_str().is_empty() {
+            return Err(bad("model", "a pretrained model directory", "none".into()));
+        }
         if self.protocol == Protocol::Retrieval {
             if let Some(d) = self
                 .datasets
@@ -262,6 +283,26 @@ impl Experiment {
             }
         }
         Ok(())
+    }
+
+    /// The self-supervised run config and the name of method `i` with `seed`.
+    pub fn selfsup_config(&self, i: usize, seed: u64) -> Result<(String, SelfSupConfig)> {
+        let spec = &self.methods[i];
+        let rel = spec.config.as_ref().ok_or_else(|| Error::InvalidConfig {
+            field: format!("{}: methods[{i}].config", self.file.display()),
+            expected: "a self-supervised run config file (e.g. selfsup/simclr.toml)".into(),
+            found: "none".into(),
+        })?;
+        let path = self.base_dir.join(rel);
+        let mut config = read_selfsup_config(&path)?;
+        config.seed = seed;
+        let name = spec.name.clone().unwrap_or_else(|| {
+            rel.file_stem().map_or_else(
+                || format!("method{i}"),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
+        Ok((name, config))
     }
 
     /// The run config of method `i` for one cell.
@@ -312,7 +353,9 @@ impl Experiment {
         config.shots = shots;
         config.protocol = match self.protocol {
             Protocol::BaseToNovel => ClassProtocol::BaseToNovel,
-            Protocol::FewShot | Protocol::Retrieval => ClassProtocol::AllClasses,
+            Protocol::FewShot | Protocol::Retrieval | Protocol::SelfSupervised => {
+                ClassProtocol::AllClasses
+            }
         };
         match dataset {
             DatasetSpec::Synthetic { task } => config.task = *task,
@@ -330,7 +373,10 @@ impl Experiment {
     /// baseline does not depend on shots or seed: it is one cell per data set.
     pub fn cells(&self) -> Result<Vec<Cell>> {
         let mut cells = Vec::new();
-        if self.protocol == Protocol::Retrieval {
+        if matches!(
+            self.protocol,
+            Protocol::Retrieval | Protocol::SelfSupervised
+        ) {
             return Ok(cells);
         }
         for dataset in &self.datasets {
@@ -398,6 +444,42 @@ pub struct ExperimentOptions {
 /// Runs (or continues) every cell, then writes the report. Returns the reports of all cells.
 pub fn run_experiment(exp: &Experiment, opts: &ExperimentOptions) -> Result<Vec<CellReport>> {
     let out = &opts.out_dir;
+    if exp.protocol == Protocol::SelfSupervised {
+        write_json_atomic(
+            &out.join("experiment.json"),
+            &Resolved {
+                experiment: exp.clone(),
+                cells: Vec::new(),
+            },
+        )?;
+        let mut done = Vec::new();
+        for i in 0..exp.methods.len() {
+            for &seed in &exp.seeds {
+                let (name, config) = exp.selfsup_config(i, seed)?;
+                let dir = out.join(&name).join(format!("seed{seed}"));
+                if opts.run.verbose {
+                    eprintln!("== self-supervised: {name} seed {seed}");
+                }
+                let report = run_selfsup(
+                    &config,
+                    &SelfSupOptions {
+                        out_dir: dir.clone(),
+                        resume: dir.join("run.json").is_file()
+                            && !dir.join("report.json").is_file(),
+                        device: opts.run.device.clone(),
+                        backend: opts.run.backend.clone(),
+                        git_revision: opts.run.git_revision.clone(),
+                        stop_after_epochs: None,
+                        verbose: opts.run.verbose,
+                    },
+                )?;
+                done.push((name, report));
+            }
+        }
+        let md = selfsup_table(&done);
+        write_atomic(&out.join("results.md"), md.as_bytes())?;
+        return Ok(Vec::new());
+    }
     if exp.protocol == Protocol::Retrieval {
         write_json_atomic(
             &out.join("experiment.json"),
@@ -576,7 +658,7 @@ pub fn report_markdown(protocol: Protocol, rows: &[Row]) -> String {
     let datasets = unique(rows.iter().map(|r| r.dataset.clone()));
     let mut md = String::new();
     match protocol {
-        Protocol::Retrieval => {}
+        Protocol::Retrieval | Protocol::SelfSupervised => {}
         Protocol::BaseToNovel => {
             for d in &datasets {
                 let mut t = Table::new([
@@ -761,7 +843,7 @@ pub fn write_report(protocol: Protocol, cells: &[CellReport], out: &Path) -> Res
     for d in unique(rows.iter().map(|r| r.dataset.clone())) {
         let here: Vec<&Row> = rows.iter().filter(|r| r.dataset == d).collect();
         match protocol {
-            Protocol::Retrieval => {}
+            Protocol::Retrieval | Protocol::SelfSupervised => {}
             Protocol::BaseToNovel => {
                 let chart = BarChart {
                     title: format!("{d}: base-to-novel"),
@@ -822,6 +904,30 @@ pub fn write_report(protocol: Protocol, cells: &[CellReport], out: &Path) -> Res
 /// `report`: re-aggregates an experiment's output directory; returns the Markdown.
 pub fn report(out: &Path) -> Result<String> {
     let resolved: Resolved = read_json(&out.join("experiment.json"))?;
+    if resolved.experiment.protocol == Protocol::SelfSupervised {
+        let exp = &resolved.experiment;
+        let mut done = Vec::new();
+        for (i, spec) in exp.methods.iter().enumerate() {
+            let name = spec.name.clone().unwrap_or_else(|| {
+                spec.config
+                    .as_ref()
+                    .and_then(|c| c.file_stem())
+                    .map_or_else(
+                        || format!("method{i}"),
+                        |s| s.to_string_lossy().into_owned(),
+                    )
+            });
+            for &seed in &exp.seeds {
+                let path = out.join(&name).join(format!("seed{seed}/report.json"));
+                if path.is_file() {
+                    done.push((name.clone(), read_json(&path)?));
+                }
+            }
+        }
+        let md = selfsup_table(&done);
+        write_atomic(&out.join("results.md"), md.as_bytes())?;
+        return Ok(md);
+    }
     if resolved.experiment.protocol == Protocol::Retrieval {
         let mut done = Vec::new();
         for d in &resolved.experiment.datasets {
@@ -880,5 +986,52 @@ pub fn retrieval_markdown(done: &[(String, RetrievalReport)]) -> String {
         first.backend,
         first.dtype,
         first.git_revision
+    )
+}
+
+/// The self-supervised table: per method and task, linear probe and kNN of the random-init and
+/// trained encoders, mean ± std over seeds.
+pub fn selfsup_table(done: &[(String, SelfSupReport)]) -> String {
+    let mut t = Table::new([
+        "method",
+        "task",
+        "random-init linear probe (%)",
+        "random-init kNN (%)",
+        "trained linear probe (%)",
+        "trained kNN (%)",
+        "seeds",
+    ]);
+    let methods = unique(done.iter().map(|d| d.0.clone()));
+    for m in &methods {
+        let runs: Vec<&SelfSupReport> = done.iter().filter(|d| &d.0 == m).map(|d| &d.1).collect();
+        let Some(first) = runs.first() else { continue };
+        for (k, (task, _, _)) in first.eval.iter().enumerate() {
+            let col = |f: &dyn Fn(&(Task, ProbeScores, ProbeScores)) -> f64| {
+                mean_std_cell(
+                    &runs
+                        .iter()
+                        .filter_map(|r| r.eval.get(k).map(f))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            t.push([
+                m.clone(),
+                format!("{task:?}").to_lowercase(),
+                col(&|e| e.1.linear_probe),
+                col(&|e| e.1.knn),
+                col(&|e| e.2.linear_probe),
+                col(&|e| e.2.knn),
+                runs.len().to_string(),
+            ]);
+        }
+    }
+    let prov = unique(
+        done.iter()
+            .map(|d| format!("{} {} {}", d.1.backend, d.1.dtype, d.1.git_revision)),
+    );
+    format!(
+        "### Self-supervised from scratch: probes of the encoder, mean ± std over seeds\n\n{}\nRuns: backend, dtype, git revision: {}.\n",
+        t.to_markdown(),
+        prov.join("; ")
     )
 }

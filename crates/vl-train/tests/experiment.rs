@@ -242,6 +242,7 @@ fn shipped_experiment_files_parse_and_resolve() {
         root.join("quickstart.toml"),
         root.join("retrieval-tiny.toml"),
         root.join("label-free.toml"),
+        root.join("selfsup.toml"),
     ];
     for f in std::fs::read_dir(root.join("coop-suite")).unwrap() {
         files.push(f.unwrap().path());
@@ -252,4 +253,41 @@ fn shipped_experiment_files_parse_and_resolve() {
         exp.cells()
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
+}
+
+#[test]
+fn self_supervised_protocol_runs_each_config_per_seed_into_one_table() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("arch.toml"),
+        "[world]\nimage_size = 16\n[model]\npatch_size = 8\nvision_width = 32\nvision_layers = 1\n\
+         vision_heads = 2\ntext_width = 32\ntext_layers = 1\ntext_heads = 2\nprojection_dim = 16\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("ss.toml"),
+        format!(
+            "method = \"simclr\"\narchitecture = \"{}\"\nepochs = 1\nsteps_per_epoch = 1\n\
+             batch_size = 8\nwarmup_steps = 1\nhidden_dim = 16\nprojection_dim = 8\n\
+             [eval]\ntasks = [\"colour\"]\ntrain_images = 16\nval_images = 8\ntest_images = 16\nknn_k = 3\n",
+            root.path().join("arch.toml").display()
+        ),
+    )
+    .unwrap();
+    let path = root.path().join("exp.toml");
+    std::fs::write(
+        &path,
+        "name = \"ss\"\nprotocol = \"self_supervised\"\nseeds = [4]\n[[methods]]\nconfig = \"ss.toml\"\n",
+    )
+    .unwrap();
+    let exp = Experiment::from_file(&path).unwrap();
+    let out = root.path().join("out");
+    run_experiment(&exp, &options(&out, None)).unwrap();
+    let md = read(out.join("results.md"));
+    assert!(md.contains("| ss | colour |"), "{md}");
+    let report_json = out.join("ss/seed4/report.json");
+    let before = read(&report_json);
+    run_experiment(&exp, &options(&out, None)).unwrap();
+    assert_eq!(before, read(&report_json));
+    assert_eq!(report(&out).unwrap(), md);
 }
