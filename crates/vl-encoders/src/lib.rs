@@ -3,7 +3,7 @@
 //! Today this crate holds [CLIP](clip): a ViT image tower and a causal text tower, both with
 //! module paths equal to Hugging Face `transformers` names, and weight import from Hugging Face
 //! `CLIPModel` and open_clip/OpenAI checkpoints in safetensors (f32, f16 or bf16 files). Outputs
-//! match transformers and open_clip to 1e-4 in f32 (see `tests/parity.rs`). A model is written
+//! match transformers and open_clip to 1e-4 in f32 (see `tests/it/parity.rs`). A model is written
 //! back as a standard Hugging Face checkpoint with [`clip::save_hf`] (`config.json` +
 //! `model.safetensors`, f32, replaced atomically). SigLIP comes later.
 //!

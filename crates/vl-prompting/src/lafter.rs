@@ -13,7 +13,7 @@
 //!
 //! Both are pure functions of tensors (the training loop in `vl-train` decides what is trainable:
 //! visual prompts, the vision tower's LayerNorm affine parameters and `W`). They are checked
-//! against PyTorch in `tests/lafter.rs`.
+//! against PyTorch in `tests/it/lafter.rs`.
 
 use burn::module::{Module, Param};
 use burn::prelude::*;

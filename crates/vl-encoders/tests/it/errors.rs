@@ -2,12 +2,10 @@
 //! expected and found — never a panic. Each case copies a fixture into a temporary directory and
 //! breaks one thing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::fixture;
 use burn::prelude::*;
-use common::fixture;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use vl_encoders::Error;

@@ -11,8 +11,7 @@ use vl_data::ClipTokenizer;
 use vl_prompting::{Error as PromptError, load_prompts, model_fingerprint};
 use vl_train::prompt::{PromptOptions, PromptRunConfig, run_prompt};
 
-mod common;
-use common::pretrained;
+use crate::common::pretrained;
 
 fn config(model: &Path, method: &str) -> PromptRunConfig {
     let mut c = PromptRunConfig {

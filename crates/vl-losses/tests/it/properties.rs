@@ -3,11 +3,9 @@
 //! shuffled ones), Sinkhorn's marginals at a small epsilon where the exp-domain algorithm
 //! overflows, finiteness for extreme logits, and the panics for programmer errors.
 
-mod common;
-
+use crate::common::{Reference, assert_close, max_abs, values};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use common::{Reference, assert_close, max_abs, values};
 use vl_losses::{
     ClipLossConfig, DistillationLossConfig, LabelSmoothingCrossEntropyLossConfig, LogitBiasConfig,
     LogitScaleConfig, NtXentLossConfig, SiglipLossConfig, SinkhornConfig,

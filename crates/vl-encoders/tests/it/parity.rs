@@ -4,10 +4,8 @@
 //! QuickGELU and GELU, patch 14 and 16, a non-square open_clip model, both text pooling rules,
 //! f16 and bf16 checkpoints, a legacy diff-style config and shape-only architecture inference.
 
-mod common;
-
+use crate::common::{Reference, fixture, max_abs_diff};
 use burn::prelude::*;
-use common::{Reference, fixture, max_abs_diff};
 use vl_encoders::clip::{CheckpointFormat, LoadOptions, TextPooling, load_clip};
 
 const TOLERANCE: f32 = 1e-4;

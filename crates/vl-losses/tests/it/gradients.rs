@@ -3,11 +3,9 @@
 //! wrong gradients through the same comparison and requires them to fail (see
 //! `common::check_gradient`), so the tolerance cannot pass by accident.
 
-mod common;
-
+use crate::common::{Reference, central_differences, check_gradient, max_abs, values};
 use burn::module::Param;
 use burn::prelude::*;
-use common::{Reference, central_differences, check_gradient, max_abs, values};
 use vl_losses::{
     ClipLossConfig, DistillationLossConfig, LabelSmoothingCrossEntropyLossConfig, LogitBias,
     LogitScale, NtXentLossConfig, SiglipLossConfig,

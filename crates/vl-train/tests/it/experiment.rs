@@ -8,8 +8,7 @@ use burn::prelude::*;
 use vl_train::experiment::{Experiment, ExperimentOptions, report, run_experiment};
 use vl_train::prompt::PromptOptions;
 
-mod common;
-use common::pretrained;
+use crate::common::pretrained;
 
 fn write_experiment(dir: &Path, model: &Path, protocol: &str, shots: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("prompt")).unwrap();

@@ -3,10 +3,8 @@
 //! `tests/fixtures/make_fixtures.py`, within 1e-5 in f32; and the Sinkhorn assignments against
 //! SwAV's `distributed_sinkhorn`. Run with `--nocapture` to see the measured differences.
 
-mod common;
-
+use crate::common::{Reference, assert_tensor_close};
 use burn::prelude::*;
-use common::{Reference, assert_tensor_close};
 use vl_losses::{
     ClipLossConfig, DistillationLossConfig, LabelSmoothingCrossEntropyLossConfig, LogitBiasConfig,
     LogitScaleConfig, NtXentLossConfig, SiglipLossConfig, SinkhornConfig,

@@ -4,16 +4,14 @@
 //! parses to the same configuration, and a model or configuration it cannot write is an error
 //! that leaves the directory untouched.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::common::fixture;
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn_store::{ModuleSnapshot, bridge};
-use common::fixture;
 use safetensors::{Dtype, SafeTensors};
 use vl_encoders::Error;
 use vl_encoders::clip::{

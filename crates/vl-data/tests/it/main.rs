@@ -1,0 +1,11 @@
+//! The integration tests of `vl-data`, compiled as one test binary: every module below used to be
+//! its own binary, each linking Burn again (slow to link and gigabytes of disk in CI); see
+//! <https://matklad.github.io/2021/02/27/delete-cargo-integration-tests.html>.
+
+mod augment;
+mod batcher;
+mod datasets;
+mod preprocess_parity;
+mod synthetic;
+mod tokenizer_parity;
+mod tokenizer_train;

@@ -1,0 +1,8 @@
+//! The integration tests of `vl-losses`, compiled as one test binary: every module below used to be
+//! its own binary, each linking Burn again (slow to link and gigabytes of disk in CI); see
+//! <https://matklad.github.io/2021/02/27/delete-cargo-integration-tests.html>.
+
+mod common;
+mod gradients;
+mod parity;
+mod properties;
