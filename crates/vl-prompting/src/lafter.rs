@@ -7,9 +7,10 @@
 //!    on the normalised CLIP text embeddings of class descriptions and template sentences, with
 //!    Gaussian noise (σ = 0.1 in the paper) added to each embedding so that the classifier
 //!    transfers across the modality gap to image embeddings: cross-entropy of `W (t + σ ε)`.
-//! 2. **Unsupervised fine-tuning.** On an unlabeled image, the classifier's prediction for a
-//!    weakly augmented view is the pseudo-label (no gradient) of a strongly augmented view:
-//!    label-smoothed cross-entropy of the strong view's logits against the weak view's argmax.
+//! 2. **Unsupervised fine-tuning.** On an unlabeled image, a teacher's prediction (in the
+//!    reference: the frozen CLIP and a frozen copy of the stage-1 classifier on the clean image)
+//!    is the pseudo-label (no gradient) of a strongly augmented view: label-smoothed
+//!    cross-entropy of the strong view's logits against the teacher's argmax.
 //!
 //! Both are pure functions of tensors (the training loop in `vl-train` decides what is trainable:
 //! visual prompts, the vision tower's LayerNorm affine parameters and `W`). They are checked
@@ -50,7 +51,8 @@ impl TextClassifier {
     }
 }
 
-/// Stage 1: cross-entropy of the classifier on noisy text embeddings, `CE(W (t + noise), y)`.
+/// Stage 1: label-smoothed cross-entropy of the classifier on noisy text embeddings,
+/// `CE_s(W (t + noise), y)` (the reference trains it with `label_smoothing=0.1`).
 ///
 /// # Shapes
 /// - text: `[n, dim]` (normalised embeddings)
@@ -62,9 +64,10 @@ pub fn text_classifier_loss(
     text: Tensor<2>,
     noise: Tensor<2>,
     labels: Tensor<1, Int>,
+    smoothing: f64,
 ) -> Tensor<1> {
     let logits = classifier.forward(text + noise);
-    LabelSmoothingCrossEntropyLossConfig::new(0.0)
+    LabelSmoothingCrossEntropyLossConfig::new(smoothing)
         .init()
         .forward(logits, labels)
 }

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod coop_data;
 pub mod data;
+mod device_rng;
 mod error;
 pub mod experiment;
 pub mod lafter;

@@ -222,6 +222,8 @@ pub fn pretrain(config: &PretrainConfig, opts: &PretrainOptions) -> Result<Pretr
 
     // Model.
     let train_device = opts.device.clone().autodiff();
+    // Held to the end of the run: the device generator is process-wide.
+    let _rng = crate::device_rng::exclusive();
     train_device.seed(config.seed);
     let mut clip_config = config.clip_config(tokenizer.vocab_size(), tokenizer.eot_id());
     if config.train.loss == LossKind::Siglip {

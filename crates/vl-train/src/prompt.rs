@@ -1206,6 +1206,9 @@ fn count_params(learner: &PromptLearner) -> usize {
 /// Runs one prompt-learning experiment; returns (and writes) its report.
 pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<PromptReport> {
     config.validate()?;
+    // Modules built here may draw from the process-wide device generator (lazy initialisers):
+    // one run at a time per process, so that no other run's draws interleave with its own.
+    let _rng = crate::device_rng::exclusive();
     let dir = &opts.out_dir;
     let report_path = dir.join("report.json");
     let config_path = dir.join("run.json");

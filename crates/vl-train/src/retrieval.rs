@@ -73,6 +73,8 @@ pub fn run_retrieval(
     backend: &str,
     git_revision: &str,
 ) -> Result<RetrievalReport> {
+    // See `device_rng`: one run at a time per process.
+    let _rng = crate::device_rng::exclusive();
     let path = dir.join("retrieval.json");
     if path.is_file() {
         let report: RetrievalReport = read_json(&path)?;

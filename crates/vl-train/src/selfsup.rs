@@ -3,14 +3,17 @@
 //!
 //! - **SimCLR** (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
 //!   Representations", <https://arxiv.org/abs/2002.05709>): two strongly augmented views of each
-//!   image, the vision tower, a projection head (Linear-ReLU-Linear), NT-Xent over the 2N views
-//!   (`vl_losses::NtXentLoss`).
+//!   image, the vision tower, a projection head (Linear-BatchNorm-ReLU-Linear, as SimCLR's and
+//!   SwAV's), NT-Xent over the 2N views (`vl_losses::NtXentLoss`).
 //! - **Self-labelling with Sinkhorn-Knopp** (SeLa, Asano et al. 2020,
 //!   <https://arxiv.org/abs/1911.05371>; in the swapped-prediction form of SwAV, Caron et al.
 //!   2020, <https://arxiv.org/abs/2006.09882>, `main_swav.py`): the projected views are scored
 //!   against `K` learnable, normalised prototypes; the equal-partition assignment of each view
 //!   (log-domain Sinkhorn-Knopp, `vl_losses::Sinkhorn`, no gradient) is the soft target of the
-//!   other view's softmax(scores / T).
+//!   other view's softmax(scores / T). The head's BatchNorm matters here: without it the
+//!   features of a randomly initialised tower are nearly identical across images, the first
+//!   assignments are nearly uniform, and training settles on the trivial fixed point where every
+//!   score is equal and the loss is exactly `ln K` (measured: both tiny-model runs did).
 //!
 //! The vision tower is the one of a pretraining config (`experiments/pretrain-tiny.toml`), so the
 //! result compares directly with CLIP pretraining. Evaluation: a linear probe
@@ -25,7 +28,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::train::checkpoint::Checkpointer;
@@ -81,6 +84,11 @@ pub struct SelfSupConfig {
     pub hidden_dim: usize,
     /// Output width of the projection head. Default: `64`.
     pub projection_dim: usize,
+    /// BatchNorm after the head's hidden layer (SimCLR's and SwAV's heads). Default: `true`.
+    pub head_batch_norm: bool,
+    /// Smallest crop area (fraction) of the views' random resized crop. Default: `0.08`
+    /// (torchvision's and SimCLR's).
+    pub crop_min_scale: f64,
     /// Prototypes (Sinkhorn-Knopp). Default: `64`.
     pub prototypes: usize,
     /// Entropic regularisation of Sinkhorn-Knopp (SwAV's 0.05). Default: `0.05`.
@@ -137,6 +145,8 @@ impl Default for SelfSupConfig {
             temperature: 0.1,
             hidden_dim: 128,
             projection_dim: 64,
+            head_batch_norm: true,
+            crop_min_scale: 0.08,
             prototypes: 64,
             sinkhorn_epsilon: 0.05,
             sinkhorn_iters: 3,
@@ -190,6 +200,7 @@ pub struct SelfSupModel {
     /// The CLIP whose `encode_image` is the encoder.
     pub clip: Clip,
     head_in: Linear,
+    head_bn: Option<BatchNorm>,
     head_out: Linear,
     /// `[prototypes, projection_dim]`, normalised in the forward pass.
     prototypes: Param<Tensor<2>>,
@@ -202,9 +213,12 @@ impl SelfSupModel {
     /// - pixels: `[batch, 3, size, size]`
     /// - output: `[batch, projection_dim]`
     fn project(&self, pixels: Tensor<4>) -> Tensor<2> {
-        let h =
-            burn::tensor::activation::relu(self.head_in.forward(self.clip.encode_image(pixels)));
-        l2_normalize(self.head_out.forward(h))
+        let h = self.head_in.forward(self.clip.encode_image(pixels));
+        let h = match &self.head_bn {
+            Some(bn) => bn.forward(h),
+            None => h,
+        };
+        l2_normalize(self.head_out.forward(burn::tensor::activation::relu(h)))
     }
 
     /// The objective on two views.
@@ -458,8 +472,18 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
     let world = SyntheticWorld::new(arch.world_config())?;
     let size = arch.world.image_size;
     let preprocessor = ImagePreprocessor::new(PreprocessConfig::clip(size))?;
-    let augment = AugmentConfig::strong(size, size);
+    let mut augment = AugmentConfig::strong(size, size);
+    if let Some(crop) = augment.crop.as_mut() {
+        crop.scale.0 = config.crop_min_scale;
+    }
+    augment.validate().map_err(|e| Error::InvalidConfig {
+        field: "crop_min_scale".into(),
+        expected: "a valid crop scale in (0, 1]".into(),
+        found: e.to_string(),
+    })?;
     let device = opts.device.clone().autodiff();
+    // Held to the end of the run: the device generator is process-wide.
+    let _rng = crate::device_rng::exclusive();
     device.seed(config.seed);
     // The text tower is unused; a minimal vocabulary keeps it small.
     let clip = arch.clip_config(8, 1).init(&device);
@@ -467,6 +491,9 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
     let mut model = SelfSupModel {
         clip,
         head_in: LinearConfig::new(width, config.hidden_dim).init(&device),
+        head_bn: config
+            .head_batch_norm
+            .then(|| BatchNormConfig::new(config.hidden_dim).init(&device)),
         head_out: LinearConfig::new(config.hidden_dim, config.projection_dim).init(&device),
         prototypes: Initializer::Normal {
             mean: 0.0,

@@ -52,6 +52,7 @@ fn text_classifier_loss_and_gradient_match_pytorch() {
         tensor(&f["text"], [n, d], &device),
         tensor(&f["noise"], [n, d], &device),
         Tensor::from_data(TensorData::new(labels, [n]), &device),
+        0.0,
     );
     let value = loss.clone().into_scalar::<f32>();
     assert!(
@@ -62,6 +63,52 @@ fn text_classifier_loss_and_gradient_match_pytorch() {
     let g = classifier.weight.val().grad(&grads).unwrap();
     let diff = max_diff(g, &floats(&f["text_grad_W"]));
     assert!(diff < 1e-5, "grad W max abs diff {diff}");
+}
+
+/// The reference trains the text classifier with `CrossEntropyLoss(label_smoothing=0.1)`:
+/// `(1 - s) CE + s mean_k(-log p_k)`, computed here by hand in f64 from the fixture.
+#[test]
+fn text_classifier_loss_applies_label_smoothing() {
+    let f = fixture();
+    let device = Device::flex();
+    let (n, d, c) = (6, 8, 4);
+    let (w, text, noise) = (floats(&f["W"]), floats(&f["text"]), floats(&f["noise"]));
+    let labels: Vec<i64> = f["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    let s = 0.1;
+    let mut expected = 0.0f64;
+    for i in 0..n {
+        let logits: Vec<f64> = (0..c)
+            .map(|k| {
+                (0..d)
+                    .map(|j| {
+                        f64::from(w[k * d + j]) * f64::from(text[i * d + j] + noise[i * d + j])
+                    })
+                    .sum()
+            })
+            .collect();
+        let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+        let nll = lse - logits[labels[i] as usize];
+        let uniform = logits.iter().map(|l| lse - l).sum::<f64>() / c as f64;
+        expected += ((1.0 - s) * nll + s * uniform) / n as f64;
+    }
+    let loss = text_classifier_loss(
+        &TextClassifier::new(tensor(&f["W"], [c, d], &device)),
+        tensor(&f["text"], [n, d], &device),
+        tensor(&f["noise"], [n, d], &device),
+        Tensor::from_data(TensorData::new(labels, [n]), &device),
+        s,
+    )
+    .into_scalar::<f32>();
+    assert!(
+        (f64::from(loss) - expected).abs() < 1e-5,
+        "{loss} vs {expected}"
+    );
 }
 
 #[test]

@@ -6,6 +6,16 @@ use std::path::Path;
 use burn::prelude::*;
 use vl_train::{PretrainConfig, PretrainOptions, pretrain};
 
+/// Burn's device generator is process-wide, and building or loading a model (lazy initialisers)
+/// can draw from it outside any run's own lock; the bit-reproducibility tests would see other
+/// tests' draws interleaved with theirs. The tests of this binary take turns.
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Pretrains the tiny test model into `dir`.
 pub(crate) fn pretrained(dir: &Path) {
     let mut c = PretrainConfig {

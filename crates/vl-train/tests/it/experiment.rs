@@ -70,6 +70,7 @@ fn read(path: impl AsRef<Path>) -> String {
 
 #[test]
 fn experiment_file_errors_name_the_file_and_the_key() {
+    let _serial = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let path = write_experiment(dir.path(), Path::new("model"), "base_to_novel", "[2]");
     let good = read(&path);
@@ -106,6 +107,7 @@ fn experiment_file_errors_name_the_file_and_the_key() {
 
 #[test]
 fn interrupted_sweep_resumes_to_the_same_table_and_reruns_reuse_cells() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -148,6 +150,7 @@ fn interrupted_sweep_resumes_to_the_same_table_and_reruns_reuse_cells() {
 
 #[test]
 fn few_shot_protocol_trains_on_all_classes_and_plots_the_curve() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -171,6 +174,7 @@ fn few_shot_protocol_trains_on_all_classes_and_plots_the_curve() {
 
 #[test]
 fn retrieval_protocol_reports_recall_both_ways_and_reuses_its_result() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -200,6 +204,7 @@ fn retrieval_protocol_reports_recall_both_ways_and_reuses_its_result() {
 
 #[test]
 fn presets_and_coop_data_sets_resolve_into_run_configs() {
+    let _serial = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("suite.toml");
     std::fs::write(
@@ -236,6 +241,7 @@ fn presets_and_coop_data_sets_resolve_into_run_configs() {
 
 #[test]
 fn shipped_experiment_files_parse_and_resolve() {
+    let _serial = crate::common::serial();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut files = vec![
         root.join("quickstart.toml"),
@@ -256,6 +262,7 @@ fn shipped_experiment_files_parse_and_resolve() {
 
 #[test]
 fn self_supervised_protocol_runs_each_config_per_seed_into_one_table() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     std::fs::write(
         root.path().join("arch.toml"),

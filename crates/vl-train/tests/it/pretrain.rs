@@ -52,6 +52,7 @@ fn read(path: impl AsRef<Path>) -> Vec<u8> {
 
 #[test]
 fn same_seed_gives_identical_runs_and_resume_after_a_kill_matches_them() {
+    let _serial = crate::common::serial();
     let config = tiny_config();
     let root = tempfile::tempdir().unwrap();
     let (a, b, c) = (
@@ -106,6 +107,7 @@ fn same_seed_gives_identical_runs_and_resume_after_a_kill_matches_them() {
 
 #[test]
 fn finished_run_is_a_hugging_face_checkpoint_and_is_not_overwritten() {
+    let _serial = crate::common::serial();
     let config = tiny_config();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("run");
@@ -162,6 +164,7 @@ fn finished_run_is_a_hugging_face_checkpoint_and_is_not_overwritten() {
 
 #[test]
 fn resuming_with_another_config_is_refused() {
+    let _serial = crate::common::serial();
     let config = tiny_config();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("run");
@@ -178,6 +181,7 @@ fn resuming_with_another_config_is_refused() {
 
 #[test]
 fn a_directory_that_is_not_a_run_is_not_touched() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("notes.txt"), b"mine").unwrap();
     let err = pretrain(&tiny_config(), &options(root.path()))

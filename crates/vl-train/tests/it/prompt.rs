@@ -46,6 +46,7 @@ fn read(path: impl AsRef<Path>) -> Vec<u8> {
 
 #[test]
 fn prompt_runs_are_reproducible_resumable_and_leave_the_encoders_untouched() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -130,6 +131,7 @@ impl burn::module::ModuleMapper for Perturb {
 
 #[test]
 fn lfa_and_visual_prompts_run_and_report_base_and_novel() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -163,6 +165,7 @@ fn lfa_and_visual_prompts_run_and_report_base_and_novel() {
 
 #[test]
 fn peft_composes_with_prompts_and_its_adapter_file_reloads() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -248,6 +251,7 @@ fn coop_layout(root: &Path, model: &Path, per_split: usize) {
 
 #[test]
 fn coop_layout_data_sets_run_base_to_novel_with_their_template_and_manifest() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -319,6 +323,7 @@ fn coop_layout_data_sets_run_base_to_novel_with_their_template_and_manifest() {
 
 #[test]
 fn upl_trains_on_top_k_zero_shot_pseudo_labels_of_an_unlabeled_pool() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -348,6 +353,7 @@ fn upl_trains_on_top_k_zero_shot_pseudo_labels_of_an_unlabeled_pool() {
 
 #[test]
 fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);
@@ -412,6 +418,7 @@ fn colour_images(model: &Path, per_split: usize) -> Vec<Vec<(image::RgbImage, St
 
 #[test]
 fn fgvc_aircraft_and_imagenet_layouts_are_read_as_coop_does() {
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let model = root.path().join("model");
     pretrained(&model);

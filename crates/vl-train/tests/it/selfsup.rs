@@ -38,10 +38,6 @@ fn config(dir: &Path, method: SelfSupMethod) -> SelfSupConfig {
     }
 }
 
-/// Burn's device generator (the initialisation) is global to the process: runs in concurrent
-/// test threads would interleave their draws. One run at a time, as the CLI does.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn options(dir: &Path, resume: bool, stop: Option<usize>) -> SelfSupOptions {
     SelfSupOptions {
         out_dir: dir.to_path_buf(),
@@ -56,9 +52,7 @@ fn options(dir: &Path, resume: bool, stop: Option<usize>) -> SelfSupOptions {
 
 #[test]
 fn simclr_and_sinkhorn_knopp_train_and_evaluate_both_encoders() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     for method in [SelfSupMethod::Simclr, SelfSupMethod::SinkhornKnopp] {
         let c = config(root.path(), method);
@@ -88,9 +82,7 @@ fn simclr_and_sinkhorn_knopp_train_and_evaluate_both_encoders() {
 
 #[test]
 fn interrupted_selfsup_run_resumes_bit_identical() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
     let c = config(root.path(), SelfSupMethod::SinkhornKnopp);
     let a = root.path().join("a");
