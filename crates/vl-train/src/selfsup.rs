@@ -15,6 +15,12 @@
 //!   assignments are nearly uniform, and training settles on the trivial fixed point where every
 //!   score is equal and the loss is exactly `ln K` (measured: both tiny-model runs did).
 //!
+//! - **Self-labelling over the epoch** (`self_labelling`, SeLa's own form): the same prototypes,
+//!   but the equal-partition assignment is computed once per epoch over all of that epoch's
+//!   images (clean views, `N × K` Sinkhorn-Knopp, hard labels by argmax), and both augmented
+//!   views are trained to predict their image's label. With thousands of images per assignment
+//!   instead of one batch, the partition constraint holds the labels apart.
+//!
 //! The vision tower is the one of a pretraining config (`experiments/pretrain-tiny.toml`), so the
 //! result compares directly with CLIP pretraining. Evaluation: a linear probe
 //! (`vl_eval::linear_probe`, C chosen on validation) and kNN (`vl_eval::knn`) on the encoder's
@@ -50,8 +56,12 @@ use crate::{Error, Result};
 pub enum SelfSupMethod {
     /// SimCLR's NT-Xent.
     Simclr,
-    /// Swapped prediction of Sinkhorn-Knopp self-labels.
+    /// Swapped prediction of Sinkhorn-Knopp self-labels (SwAV's per-batch form).
     SinkhornKnopp,
+    /// SeLa's form: at the start of every epoch, the clean views of all the epoch's images are
+    /// scored against the prototypes and given equal-partition hard labels by Sinkhorn-Knopp
+    /// over the whole epoch; both augmented views then learn them by cross-entropy.
+    SelfLabelling,
 }
 
 /// A self-supervised run (TOML; unknown keys are errors).
@@ -246,8 +256,84 @@ impl SelfSupModel {
                 (ce.forward_soft(sb.div_scalar(t), qa) + ce.forward_soft(sa.div_scalar(t), qb))
                     .div_scalar(2.0)
             }
+            SelfSupMethod::SelfLabelling => {
+                unreachable!("self-labelling steps go through `label_loss` with the epoch's labels")
+            }
         }
     }
+
+    /// Prototype scores `[batch, prototypes]` of normalised projections.
+    fn scores(&self, z: Tensor<2>) -> Tensor<2> {
+        z.matmul(l2_normalize(self.prototypes.val()).transpose())
+    }
+
+    /// Self-labelling: cross-entropy of both views' softmax(scores / T) against the labels.
+    fn label_loss(
+        &self,
+        config: &SelfSupConfig,
+        (a, b): (Tensor<4>, Tensor<4>),
+        labels: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        let ce = LabelSmoothingCrossEntropyLossConfig::new(0.0).init();
+        let t = config.temperature;
+        let la = self.scores(self.project(a)).div_scalar(t);
+        let lb = self.scores(self.project(b)).div_scalar(t);
+        (ce.forward(la, labels.clone()) + ce.forward(lb, labels)).div_scalar(2.0)
+    }
+}
+
+/// The image index of `item` in `epoch` (the same stream [`views`] draws from).
+fn image_index(config: &SelfSupConfig, epoch: usize, item: u64) -> u64 {
+    mix(config.seed ^ mix(epoch as u64) ^ mix(item)) >> 24
+}
+
+/// SeLa's labels of one epoch: the clean views of all `steps_per_epoch × batch_size` images,
+/// scored against the prototypes with no gradient, equal-partition assignment by Sinkhorn-Knopp
+/// over all of them, argmax. Returns the labels in item order and how many prototypes are used.
+fn epoch_labels(
+    model: &SelfSupModel,
+    world: &SyntheticWorld,
+    preprocessor: &ImagePreprocessor,
+    config: &SelfSupConfig,
+    epoch: usize,
+    device: &Device,
+) -> Result<(Vec<i64>, usize)> {
+    let size = world.config().image_size as usize;
+    let n = config.batch_size;
+    let mut scores = Vec::with_capacity(config.steps_per_epoch);
+    for step in 0..config.steps_per_epoch {
+        let pixels: Vec<f32> = (0..n)
+            .flat_map(|r| {
+                let item = (step * n + r) as u64;
+                let image = world
+                    .sample_in(Split::Pretrain, image_index(config, epoch, item))
+                    .image;
+                preprocessor.preprocess(&image)
+            })
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, size, size]), device);
+        scores.push(model.scores(model.project(x)).detach());
+    }
+    let all = Tensor::cat(scores, 0);
+    let q = SinkhornConfig::new()
+        .with_epsilon(config.sinkhorn_epsilon)
+        .with_n_iters(config.sinkhorn_iters)
+        .init()
+        .forward(all);
+    let total = q.dims()[0];
+    let labels: Vec<i64> = q
+        .argmax(1)
+        .reshape([total])
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| Error::Training(format!("reading the self-labels back: {e:?}")))?;
+    let mut used = vec![false; config.prototypes];
+    for &l in &labels {
+        used[l as usize] = true;
+    }
+    let used = used.into_iter().filter(|&u| u).count();
+    Ok((labels, used))
 }
 
 /// Linear-probe and kNN accuracy (%) of one encoder on one task.
@@ -340,8 +426,9 @@ fn views(
             scope.spawn(move || {
                 for (r, (va, vb)) in oa.chunks_mut(per).zip(ob.chunks_mut(per)).enumerate() {
                     let item = ((step * n) + chunk * rows + r) as u64;
-                    let index = mix(config.seed ^ mix(epoch as u64) ^ mix(item)) >> 24;
-                    let image = world.sample_in(Split::Pretrain, index).image;
+                    let image = world
+                        .sample_in(Split::Pretrain, image_index(config, epoch, item))
+                        .image;
                     let s = sample_seed(config.seed, epoch as u64, item);
                     va.copy_from_slice(&preprocessor.preprocess(&augment.apply(&image, mix(s))));
                     vb.copy_from_slice(&preprocessor.preprocess(&augment.apply(&image, mix(!s))));
@@ -547,6 +634,19 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
         }
         let started = std::time::Instant::now();
         let mut loss_sum = 0.0;
+        let labels = if config.method == SelfSupMethod::SelfLabelling {
+            let (labels, used) =
+                epoch_labels(&model, &world, &preprocessor, config, epoch, &device)?;
+            if opts.verbose {
+                eprintln!(
+                    "[SelfLabelling] epoch {epoch}: {used} of {} prototypes hold images",
+                    config.prototypes
+                );
+            }
+            Some(labels)
+        } else {
+            None
+        };
         for step in 0..config.steps_per_epoch {
             let (a, b) = views(
                 &world,
@@ -557,7 +657,15 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
                 &device,
             );
             let global = (epoch - 1) * config.steps_per_epoch + step;
-            let loss = model.loss(config, a, b, global);
+            let loss = match &labels {
+                Some(labels) => {
+                    let n = config.batch_size;
+                    let mine = labels[step * n..(step + 1) * n].to_vec();
+                    let y = Tensor::<1, Int>::from_data(TensorData::new(mine, [n]), &device);
+                    model.label_loss(config, (a, b), y)
+                }
+                None => model.loss(config, a, b, global),
+            };
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = config.lr_at(global);

@@ -54,7 +54,11 @@ fn options(dir: &Path, resume: bool, stop: Option<usize>) -> SelfSupOptions {
 fn simclr_and_sinkhorn_knopp_train_and_evaluate_both_encoders() {
     let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
-    for method in [SelfSupMethod::Simclr, SelfSupMethod::SinkhornKnopp] {
+    for method in [
+        SelfSupMethod::Simclr,
+        SelfSupMethod::SinkhornKnopp,
+        SelfSupMethod::SelfLabelling,
+    ] {
         let c = config(root.path(), method);
         let out = root.path().join(format!("{method:?}"));
         let report = run_selfsup(&c, &options(&out, false, None)).unwrap();
