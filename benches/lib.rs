@@ -22,12 +22,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
+use burn::tensor::FloatDType;
 
 /// The environment variable that picks the bench device.
 pub const DEVICE_VAR: &str = "VL_BENCH_DEVICE";
 
 /// The environment variable that asks for a short run (see [`quick`]).
 pub const QUICK_VAR: &str = "VL_BENCH_QUICK";
+
+/// The environment variable that picks the float precision (see [`bench_dtype`]).
+pub const DTYPE_VAR: &str = "VL_BENCH_DTYPE";
+
+/// The environment variable that overrides the encoder benches' batch sizes (see [`batches`]).
+pub const BATCHES_VAR: &str = "VL_BENCH_BATCHES";
 
 /// Every device name the harness knows, in default preference order.
 pub const KNOWN_DEVICES: [&str; 3] = ["cuda", "wgpu", "flex"];
@@ -47,8 +54,83 @@ pub fn compiled_devices() -> Vec<&'static str> {
 /// # Panics
 ///
 /// Panics if `VL_BENCH_DEVICE` names an unknown device or one whose feature is not compiled in,
-/// or if no backend feature is compiled in at all.
+/// if no backend feature is compiled in at all, or if `VL_BENCH_DTYPE` asks for a precision the
+/// device cannot compute in (see [`bench_dtype`]).
+///
+/// The device's default float type is set to [`bench_dtype`]'s before any tensor exists, so
+/// weights, inputs and activations are all in that precision (LayerNorm and softmax accumulate
+/// in f32 inside Burn's kernels, as PyTorch's do).
 pub fn bench_device() -> (String, Device) {
+    let (name, mut device) = bench_device_f32();
+    let (dtype_name, dtype) = bench_dtype();
+    if dtype != FloatDType::F32 {
+        if !device.supports_dtype(dtype) {
+            panic!(
+                "{DTYPE_VAR}={dtype_name}, but the {name} device cannot compute in {dtype_name}"
+            );
+        }
+        if let Err(err) = device.configure(dtype) {
+            panic!("cannot set the {name} device's float type to {dtype_name}: {err:?}");
+        }
+    }
+    (name, device)
+}
+
+/// The float precision of this run, from `VL_BENCH_DTYPE`: `f32` (the default), `bf16` or `f16`,
+/// as its name in the summaries and Burn's type.
+///
+/// # Panics
+///
+/// Panics on any other value.
+pub fn bench_dtype() -> (&'static str, FloatDType) {
+    let value = std::env::var(DTYPE_VAR).unwrap_or_default();
+    match parse_dtype(&value) {
+        Some(found) => found,
+        None => panic!("unknown {DTYPE_VAR}={value:?}; valid: f32, bf16, f16"),
+    }
+}
+
+fn parse_dtype(value: &str) -> Option<(&'static str, FloatDType)> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "f32" | "fp32" => Some(("f32", FloatDType::F32)),
+        "bf16" => Some(("bf16", FloatDType::BF16)),
+        "f16" | "fp16" => Some(("f16", FloatDType::F16)),
+        _ => None,
+    }
+}
+
+/// The batch sizes of the encoder benches: `VL_BENCH_BATCHES` (comma-separated) where set, else
+/// `default`.
+///
+/// # Panics
+///
+/// Panics if `VL_BENCH_BATCHES` is not a list of positive integers.
+pub fn batches(default: &[usize]) -> Vec<usize> {
+    let value = std::env::var(BATCHES_VAR).unwrap_or_default();
+    if value.trim().is_empty() {
+        return default.to_vec();
+    }
+    match parse_batches(&value) {
+        Some(batches) => batches,
+        None => {
+            panic!("{BATCHES_VAR}={value:?} is not a comma-separated list of positive integers")
+        }
+    }
+}
+
+fn parse_batches(value: &str) -> Option<Vec<usize>> {
+    value
+        .split(',')
+        .map(|part| part.trim().parse::<usize>().ok().filter(|&n| n > 0))
+        .collect()
+}
+
+/// Whether `name` is a GPU device (its benches use the issue's GPU shapes).
+pub fn is_gpu(name: &str) -> bool {
+    matches!(name, "cuda" | "wgpu")
+}
+
+fn bench_device_f32() -> (String, Device) {
     let compiled = compiled_devices();
     let requested = match std::env::var(DEVICE_VAR) {
         Ok(name) if !name.trim().is_empty() => Some(name.trim().to_owned()),
@@ -184,8 +266,14 @@ pub fn summary_dir() -> PathBuf {
     target.join("bench")
 }
 
+/// `VL_BENCH_GIT_REVISION` where set (a binary run away from its checkout, on a GPU machine), else
 /// `git rev-parse HEAD` of the workspace, or `None` where git or the repository is missing.
 pub fn git_revision() -> Option<String> {
+    if let Ok(revision) = std::env::var("VL_BENCH_GIT_REVISION")
+        && !revision.trim().is_empty()
+    {
+        return Some(revision.trim().to_owned());
+    }
     let output = Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(workspace_root())
@@ -237,6 +325,8 @@ pub struct Summary {
     pub device: String,
     /// `git rev-parse HEAD`, if known.
     pub git_revision: Option<String>,
+    /// The float precision: `f32`, `bf16` or `f16` (see [`bench_dtype`]).
+    pub dtype: String,
     /// Whether `VL_BENCH_QUICK` was set.
     pub quick: bool,
     /// The measured benches, in run order.
@@ -244,7 +334,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The summary as JSON: `{"device", "git_revision", "dtype": "f32", "quick", "threads",
+    /// The summary as JSON: `{"device", "git_revision", "dtype", "quick", "threads",
     /// "rows": [{"bench", "model", "what", "batch", "items_per_s", "ms_per_iter", "iters",
     /// "peak_rss_mb", "peak_gpu_mb"}, ...]}`.
     pub fn to_json(&self) -> String {
@@ -256,7 +346,7 @@ impl Summary {
             .as_deref()
             .map_or("null".to_owned(), json_string);
         let _ = writeln!(json, "  \"git_revision\": {revision},");
-        json.push_str("  \"dtype\": \"f32\",\n");
+        let _ = writeln!(json, "  \"dtype\": {},", json_string(&self.dtype));
         let _ = writeln!(json, "  \"quick\": {},", self.quick);
         let _ = writeln!(json, "  \"threads\": {threads},");
         json.push_str("  \"rows\": [");
@@ -292,15 +382,17 @@ impl Summary {
         self.write_named(dir, "vl")
     }
 
-    /// Like [`Self::write`], to `<dir>/<stem>-<device>.json` (e.g. `vl-prompting-flex.json`).
+    /// Like [`Self::write`], to `<dir>/<stem>-<device>.json` (e.g. `vl-prompting-flex.json`);
+    /// a run in another precision than f32 adds it: `vl-cuda-bf16.json`.
     pub fn write_named(&self, dir: &Path, stem: &str) -> io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{stem}-{}.json", self.device));
-        let tmp = dir.join(format!(
-            ".{stem}-{}.json.{}.tmp",
-            self.device,
-            std::process::id()
-        ));
+        let name = if self.dtype == "f32" {
+            format!("{stem}-{}", self.device)
+        } else {
+            format!("{stem}-{}-{}", self.device, self.dtype)
+        };
+        let path = dir.join(format!("{name}.json"));
+        let tmp = dir.join(format!(".{name}.json.{}.tmp", std::process::id()));
         std::fs::write(&tmp, self.to_json())?;
         std::fs::rename(&tmp, &path).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
@@ -353,6 +445,7 @@ mod tests {
         let summary = Summary {
             device: "flex".to_owned(),
             git_revision: None,
+            dtype: "f32".to_owned(),
             quick: false,
             rows: vec![Row {
                 bench: "vit-b32/image/b8".to_owned(),
@@ -379,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn dtype_and_batches_parse_or_refuse() {
+        assert_eq!(parse_dtype(""), Some(("f32", FloatDType::F32)));
+        assert_eq!(parse_dtype(" BF16 "), Some(("bf16", FloatDType::BF16)));
+        assert_eq!(parse_dtype("fp16"), Some(("f16", FloatDType::F16)));
+        assert_eq!(parse_dtype("f8"), None);
+        assert_eq!(parse_batches("1, 32,256"), Some(vec![1, 32, 256]));
+        assert_eq!(parse_batches("8,0"), None);
+        assert_eq!(parse_batches("8,x"), None);
+    }
+
+    #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
     }
@@ -389,11 +493,12 @@ mod tests {
         let summary = Summary {
             device: "flex".to_owned(),
             git_revision: Some("abc".to_owned()),
+            dtype: "bf16".to_owned(),
             quick: true,
             rows: Vec::new(),
         };
         let path = summary.write(&dir).unwrap();
-        assert_eq!(path, dir.join("vl-flex.json"));
+        assert_eq!(path, dir.join("vl-flex-bf16.json"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), summary.to_json());
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
         std::fs::remove_dir_all(&dir).unwrap();

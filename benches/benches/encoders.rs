@@ -3,8 +3,10 @@
 //!
 //! Groups are named by device, ids by batch size, throughput in images or texts:
 //! `<device>/vit-b32/image` and `<device>/vit-b16/image` (`encode_image`, `[n, 3, 224, 224]`) and
-//! `<device>/vit-b32/text` (`encode_text`, 77 tokens; ViT-B/16 has the same text tower), each with
-//! ids `b8` and `b32`. Inputs are made once outside the timed region, each bench makes one untimed
+//! `<device>/vit-b32/text` (`encode_text`, 77 tokens; ViT-B/16 has the same text tower). On the
+//! CPU the ids are `b8` and `b32` for both; on a GPU (cuda, wgpu) the images run at batch 1, 32
+//! and 256 and the texts at 64 and 1024. `VL_BENCH_BATCHES=8,32` overrides both lists, and
+//! `VL_BENCH_DTYPE=bf16` (or `f16`) runs weights and activations in half precision. Inputs are made once outside the timed region, each bench makes one untimed
 //! call first (on a GPU it compiles the kernels), and the device is synced inside the timed region.
 //!
 //! Besides criterion's report, a run writes `target/bench/vl-<device>.json` with one row per bench
@@ -31,8 +33,12 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput
 use vl_bench::{Row, Summary};
 use vl_encoders::clip::{Clip, ClipConfig};
 
-/// Batch sizes of a full run; a quick run keeps the first.
-const BATCHES: [usize; 2] = [8, 32];
+/// Batch sizes of a full run on the CPU, images and texts alike; a quick run keeps the first.
+const CPU_BATCHES: [usize; 2] = [8, 32];
+/// Image batch sizes of a full run on a GPU (the 1, 32 and 256).
+const GPU_IMAGE_BATCHES: [usize; 3] = [1, 32, 256];
+/// Text batch sizes of a full run on a GPU (the 64 and 1024).
+const GPU_TEXT_BATCHES: [usize; 2] = [64, 1024];
 /// CLIP's context length.
 const SEQ_LENGTH: usize = 77;
 /// CLIP's `<|startoftext|>` id.
@@ -55,25 +61,43 @@ fn main() {
         .configure_from_args();
     let mode = Mode::from_args();
     let measuring = mode == Mode::Measure;
-    // `cargo test --all-targets` (CI) runs every bench once: batch 8 proves the harness at a
-    // quarter of the cost.
-    let batches = if quick || mode == Mode::Test {
-        &BATCHES[..1]
+    // `cargo test --all-targets` (CI) runs every bench once: the first batch proves the harness
+    // at a fraction of the cost. `VL_BENCH_BATCHES` overrides both lists.
+    let (image_batches, text_batches) = if vl_bench::is_gpu(&device_name) {
+        (&GPU_IMAGE_BATCHES[..], &GPU_TEXT_BATCHES[..])
     } else {
-        &BATCHES[..]
+        (&CPU_BATCHES[..], &CPU_BATCHES[..])
     };
+    let pick = |default: &[usize]| {
+        let all = vl_bench::batches(default);
+        if quick || mode == Mode::Test {
+            all[..1].to_vec()
+        } else {
+            all
+        }
+    };
+    let (image_batches, text_batches) = (pick(image_batches), pick(text_batches));
     let mut bencher = Encoders {
         device_name: &device_name,
         device: &device,
-        batches,
+        batches: &image_batches,
         measuring,
         rows: Vec::new(),
     };
 
     device.seed(0);
     let clip = ClipConfig::vit_base_patch32().init(&device);
+    // The precision asked for is the one the weights are in (not a silent f32 run).
+    let (dtype_name, dtype) = vl_bench::bench_dtype();
+    assert_eq!(
+        clip.visual_projection.weight.val().dtype(),
+        dtype.into(),
+        "VL_BENCH_DTYPE={dtype_name}, but the weights were made in another type"
+    );
     bencher.image(&mut criterion, "vit-b32", &clip);
+    bencher.batches = &text_batches;
     bencher.text(&mut criterion, "vit-b32", &clip);
+    bencher.batches = &image_batches;
     drop(clip);
     device.memory_cleanup();
     let clip = ClipConfig::vit_base_patch16().init(&device);
@@ -85,6 +109,7 @@ fn main() {
         let summary = Summary {
             device: device_name.clone(),
             git_revision: vl_bench::git_revision(),
+            dtype: vl_bench::bench_dtype().0.to_owned(),
             quick,
             rows: bencher.rows,
         };

@@ -123,6 +123,7 @@ fn main() {
         let summary = Summary {
             device: device_name,
             git_revision: vl_bench::git_revision(),
+            dtype: vl_bench::bench_dtype().0.to_owned(),
             quick,
             rows,
         };

@@ -11,7 +11,8 @@ Environment: see tools/fixtures/README.md (CPU torch from PyPI). Examples:
 
     .venv/bin/python benches/torch/bench_encoders.py --device cpu --threads 2 \
         --iters 3 --warmup 1 --batches 8 --json-out runs/torch_cpu.json
-    python benches/torch/bench_encoders.py --device cuda --dtype bf16 --batches 8,32
+    python benches/torch/bench_encoders.py --device cuda --dtype bf16 --batches 1,32,256 \
+        --text-batches 64,1024
 
 Prints a Markdown table and optionally writes JSON:
   {"rows": [{"bench": "vit-b32/image/b8", "items_per_s": ..., "ms_per_iter": ..., "peak_rss_mb": ...}, ...],
@@ -111,6 +112,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per bench (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations (default 2)")
     ap.add_argument("--batches", default="8,32", help="comma-separated batch sizes (default 8,32)")
+    ap.add_argument("--text-batches", default=None,
+                    help="batch sizes of the text benches (default: --batches); the GPU runs use 64,1024")
     ap.add_argument("--models", default="vit-b32,vit-b16", help="subset of vit-b32,vit-b16")
     ap.add_argument("--what", default="image,text", help="subset of image,text")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention impl")
@@ -125,6 +128,7 @@ def main():
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    text_batches = [int(b) for b in (args.text_batches or args.batches).split(",") if b.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     import transformers
@@ -138,7 +142,7 @@ def main():
             continue
         model = build(patch, device, dtype, args.attn)
         for kind in kinds:
-            for b in batches:
+            for b in (batches if kind == "image" else text_batches):
                 g = torch.Generator().manual_seed(b)
                 if kind == "image":
                     x = torch.randn(b, 3, 224, 224, generator=g).to(device=device, dtype=dtype)

@@ -97,8 +97,9 @@ def main():
 
     ours = load(ours_path, "vlkit")
     torch = load(torch_path, "PyTorch")
-    if ours.get("dtype") == "f32" and torch.get("dtype") not in (None, "fp32"):
-        print(f"warning: comparing vlkit f32 with PyTorch {torch['dtype']}", file=sys.stderr)
+    same = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+    if torch.get("dtype") is not None and same.get(ours.get("dtype"), ours.get("dtype")) != torch["dtype"]:
+        print(f"warning: comparing vlkit {ours.get('dtype')} with PyTorch {torch['dtype']}", file=sys.stderr)
 
     text = table(ours, torch)
     print(text, end="")

@@ -50,13 +50,19 @@ COMMANDS:
         seeds 1,2,3 (--seeds), then a base/novel/HM table in runs/prompt-b2n/results.md.
     vl [--device D] [--release|--debug] <SUBCOMMAND> [ARGS]...
         Build `vl` for device D and run `vl SUBCOMMAND ARGS...`.
-    bench [--device D] [--torch] [-- CRITERION_ARGS...]
-        Run the criterion bench `encoders` of vl-bench on device D (VL_BENCH_DEVICE=D);
-        a summary goes to target/bench/vl-D.json. VL_BENCH_QUICK=1 runs batch 8 only.
-        --torch: afterwards run the PyTorch twin benches/torch/bench_encoders.py on the
-        same shapes (target/bench/torch.json), then benches/torch/compare.py, which prints
-        one table (ours, PyTorch, ratio, peak memory) and writes
-        target/bench/compare-D.md; skipped with a warning if python3 or torch is missing.
+    bench [--device D] [--suite S] [--dtype T] [--compare-torch] [-- CRITERION_ARGS...]
+        Run the criterion bench S of vl-bench on device D (VL_BENCH_DEVICE=D):
+        `encoders` [default] (ViT-B/32, ViT-B/16 images; text; batch 8/32 on flex, images
+        1/32/256 and texts 64/1024 on a GPU), `steps` (a LoRA step on the vision tower, the
+        CLIP loss at batch 4096) or `prompting` (a CoOp step). --dtype f32 [default], bf16
+        or f16 (VL_BENCH_DTYPE) runs weights and activations in that precision. A summary
+        goes to target/bench/vl-D.json (vl-steps-D.json, vl-prompting-D.json).
+        VL_BENCH_QUICK=1 runs the first batch only.
+        --compare-torch (or --torch): afterwards run the suite's PyTorch twin in
+        benches/torch/ on the same shapes and precision, then benches/torch/compare.py, which
+        prints one table (ours, PyTorch, ratio, peak memory) and writes
+        target/bench/compare-<suite>-D.md; skipped with a warning if python3 or torch is
+        missing.
     ci
         What CI runs, stopping at the first failure: cargo fmt --check, cargo clippy
         -D warnings, then the test command. Green here means green in CI.
@@ -97,12 +103,70 @@ pub(crate) struct Vl {
     pub(crate) args: Vec<String>,
 }
 
-/// Run the `encoders` criterion bench, and with `torch` the PyTorch baseline.
+/// Run one criterion bench of vl-bench, and with `torch` its PyTorch twin.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Bench {
     pub(crate) backend: Backend,
+    pub(crate) suite: Suite,
+    pub(crate) dtype: Dtype,
     pub(crate) torch: bool,
     pub(crate) criterion_args: Vec<String>,
+}
+
+/// Which criterion bench of vl-bench `cargo xtask bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Suite {
+    /// `benches/encoders.rs`: image and text encoding.
+    #[default]
+    Encoders,
+    /// `benches/steps.rs`: the LoRA step and the CLIP loss.
+    Steps,
+    /// `benches/prompting.rs`: the CoOp step.
+    Prompting,
+}
+
+impl Suite {
+    const ALL: [Suite; 3] = [Suite::Encoders, Suite::Steps, Suite::Prompting];
+
+    /// The bench target's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Suite::Encoders => "encoders",
+            Suite::Steps => "steps",
+            Suite::Prompting => "prompting",
+        }
+    }
+}
+
+/// The float precision of a bench run (`VL_BENCH_DTYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Dtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    const ALL: [Dtype; 3] = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+
+    /// vlkit's name (`VL_BENCH_DTYPE`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    /// The PyTorch twins' name (`--dtype`).
+    pub(crate) fn torch_name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "fp32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "fp16",
+        }
+    }
 }
 
 /// fmt check, clippy, tests.
@@ -202,6 +266,8 @@ impl Bench {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Bench> {
         let mut bench = Bench {
             backend: Backend::default(),
+            suite: Suite::default(),
+            dtype: Dtype::default(),
             torch: false,
             criterion_args: Vec::new(),
         };
@@ -214,11 +280,19 @@ impl Bench {
                 bench.backend = backend;
                 continue;
             }
+            if let Some(value) = option_value("--suite", &arg, &mut args)? {
+                bench.suite = pick(&Suite::ALL, Suite::name, "suite", &value)?;
+                continue;
+            }
+            if let Some(value) = option_value("--dtype", &arg, &mut args)? {
+                bench.dtype = pick(&Dtype::ALL, Dtype::name, "dtype", &value)?;
+                continue;
+            }
             match arg.as_str() {
-                "--torch" => bench.torch = true,
+                "--torch" | "--compare-torch" => bench.torch = true,
                 _ => bail!(
-                    "unknown argument `{arg}` for `cargo xtask bench` (it takes --device and \
-                     --torch; criterion's arguments go after `--`)"
+                    "unknown argument `{arg}` for `cargo xtask bench` (it takes --device, \
+                     --suite, --dtype and --compare-torch; criterion's arguments go after `--`)"
                 ),
             }
         }
@@ -285,6 +359,35 @@ fn parse_device(arg: &str, rest: &mut impl Iterator<Item = String>) -> Result<Op
         return Ok(None);
     };
     Backend::parse(&value).map(Some)
+}
+
+/// The value of `--name VALUE` or `--name=VALUE`, or `None` when `arg` is another argument.
+fn option_value(
+    name: &str,
+    arg: &str,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<Option<String>> {
+    if arg == name {
+        rest.next()
+            .with_context(|| format!("`{name}` needs a value"))
+            .map(Some)
+    } else {
+        Ok(arg
+            .strip_prefix(name)
+            .and_then(|tail| tail.strip_prefix('='))
+            .map(str::to_owned))
+    }
+}
+
+/// The one of `all` whose `name` is `value`, or an error listing the valid names.
+fn pick<T: Copy>(all: &[T], name: fn(T) -> &'static str, what: &str, value: &str) -> Result<T> {
+    match all.iter().copied().find(|&item| name(item) == value) {
+        Some(item) => Ok(item),
+        None => {
+            let valid: Vec<_> = all.iter().map(|&item| name(item)).collect();
+            bail!("unknown {what} `{value}`; valid: {}", valid.join(", "))
+        }
+    }
 }
 
 fn no_args(command: &str, mut args: impl Iterator<Item = String>, xtask: Xtask) -> Result<Xtask> {
@@ -413,15 +516,42 @@ mod tests {
             ],
             Xtask::Bench(Bench {
                 backend: Backend::Cuda,
+                suite: Suite::Encoders,
+                dtype: Dtype::F32,
                 torch: true,
                 criterion_args: strings(&["--save-baseline", "main"]),
             }),
         );
         check_error(
             &["bench", "vision"],
-            "unknown argument `vision` for `cargo xtask bench` (it takes --device and --torch; \
-             criterion's arguments go after `--`)",
+            "unknown argument `vision` for `cargo xtask bench` (it takes --device, --suite, \
+             --dtype and --compare-torch; criterion's arguments go after `--`)",
         );
+    }
+
+    #[test]
+    fn bench_picks_suite_and_dtype() {
+        check(
+            &[
+                "bench",
+                "--suite=steps",
+                "--dtype",
+                "bf16",
+                "--compare-torch",
+            ],
+            Xtask::Bench(Bench {
+                backend: Backend::Flex,
+                suite: Suite::Steps,
+                dtype: Dtype::Bf16,
+                torch: true,
+                criterion_args: Vec::new(),
+            }),
+        );
+        check_error(
+            &["bench", "--dtype", "f8"],
+            "unknown dtype `f8`; valid: f32, bf16, f16",
+        );
+        check_error(&["bench", "--suite"], "`--suite` needs a value");
     }
 
     #[test]
