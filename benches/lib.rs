@@ -295,7 +295,8 @@ pub struct Row {
     pub what: String,
     /// Items (images or texts) per call.
     pub batch: usize,
-    /// Timed calls in all (criterion's warm-up and samples; not the untimed first call).
+    /// Timed calls of the last [`MEASURED_SAMPLES`] `iter_custom` calls (criterion's measurement
+    /// samples; not its warm-up, nor the untimed first call). Set by [`Row::record`].
     pub iters: u64,
     /// Their total wall time.
     pub elapsed: Duration,
@@ -304,9 +305,25 @@ pub struct Row {
     /// Device memory reserved by Burn's allocator, the largest value seen after a timed call,
     /// MiB; `None` where the backend does not report it.
     pub peak_gpu_mb: Option<f64>,
+    /// Every `iter_custom` call as `(iters, elapsed)`, in order (see [`Row::record`]).
+    pub samples: Vec<(u64, Duration)>,
 }
 
+/// How many of the last `iter_custom` calls a [`Row`] counts: criterion's flat sampling ends with
+/// `sample_size` (10 in these benches) equal measurement calls, after a warm-up whose calls can
+/// include a GPU's kernel compilation and autotuning on shapes met for the first time.
+pub const MEASURED_SAMPLES: usize = 10;
+
 impl Row {
+    /// Records one `iter_custom` call and recomputes [`Row::iters`] and [`Row::elapsed`] over the
+    /// last [`MEASURED_SAMPLES`] calls.
+    pub fn record(&mut self, iters: u64, elapsed: Duration) {
+        self.samples.push((iters, elapsed));
+        let measured = &self.samples[self.samples.len().saturating_sub(MEASURED_SAMPLES)..];
+        self.iters = measured.iter().map(|&(n, _)| n).sum();
+        self.elapsed = measured.iter().map(|&(_, t)| t).sum();
+    }
+
     /// Mean wall time of one call, ms.
     pub fn ms_per_iter(&self) -> f64 {
         self.elapsed.as_secs_f64() * 1e3 / self.iters as f64
@@ -456,6 +473,7 @@ mod tests {
                 elapsed: Duration::from_secs(2),
                 peak_rss_mb: Some(512.5),
                 peak_gpu_mb: None,
+                samples: Vec::new(),
             }],
         };
         let json = summary.to_json();
@@ -480,6 +498,32 @@ mod tests {
         assert_eq!(parse_batches("1, 32,256"), Some(vec![1, 32, 256]));
         assert_eq!(parse_batches("8,0"), None);
         assert_eq!(parse_batches("8,x"), None);
+    }
+
+    #[test]
+    fn rows_count_only_the_last_samples() {
+        let mut row = Row {
+            bench: "b".into(),
+            model: "m".into(),
+            what: "w".into(),
+            batch: 1,
+            iters: 0,
+            elapsed: Duration::ZERO,
+            peak_rss_mb: None,
+            peak_gpu_mb: None,
+            samples: Vec::new(),
+        };
+        // A slow first warm-up call (kernel compilation), then ten 1 ms samples.
+        row.record(1, Duration::from_secs(5));
+        for _ in 0..MEASURED_SAMPLES {
+            row.record(2, Duration::from_millis(2));
+        }
+        assert_eq!(row.iters, 2 * MEASURED_SAMPLES as u64);
+        assert!(
+            (row.ms_per_iter() - 1.0).abs() < 1e-9,
+            "{}",
+            row.ms_per_iter()
+        );
     }
 
     #[test]

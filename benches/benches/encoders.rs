@@ -225,6 +225,7 @@ impl Encoders<'_> {
             elapsed: Duration::ZERO,
             peak_rss_mb: None,
             peak_gpu_mb: None,
+            samples: Vec::new(),
         };
         let mut warmed_up = false;
         group.throughput(Throughput::Elements(batch as u64));
@@ -242,8 +243,7 @@ impl Encoders<'_> {
             warmed_up = true;
             bencher.iter_custom(|iters| {
                 let elapsed = vl_bench::time_synced(device, iters, &mut forward);
-                row.iters += iters;
-                row.elapsed += elapsed;
+                row.record(iters, elapsed);
                 row.peak_rss_mb = max(row.peak_rss_mb, vl_bench::peak_rss_mb());
                 row.peak_gpu_mb = max(row.peak_gpu_mb, vl_bench::device_reserved_mb(device));
                 elapsed

@@ -127,6 +127,7 @@ fn main() {
             elapsed: Duration::ZERO,
             peak_rss_mb: None,
             peak_gpu_mb: None,
+            samples: Vec::new(),
         };
         let mut warmed = false;
         group.bench_function(BenchmarkId::from_parameter(format!("{shape}/{op}")), |b| {
@@ -138,8 +139,7 @@ fn main() {
             warmed = true;
             b.iter_custom(|iters| {
                 let elapsed = vl_bench::time_synced(&device, iters, forward.as_ref());
-                row.iters += iters;
-                row.elapsed += elapsed;
+                row.record(iters, elapsed);
                 row.peak_rss_mb = vl_bench::peak_rss_mb().or(row.peak_rss_mb);
                 row.peak_gpu_mb = vl_bench::device_reserved_mb(&device).or(row.peak_gpu_mb);
                 elapsed

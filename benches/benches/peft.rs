@@ -97,6 +97,7 @@ fn main() {
             elapsed: Duration::ZERO,
             peak_rss_mb: None,
             peak_gpu_mb: None,
+            samples: Vec::new(),
         };
         let mut warmed = false;
         group.bench_function(BenchmarkId::from_parameter(id), |b| {
@@ -107,8 +108,7 @@ fn main() {
             warmed = true;
             b.iter_custom(|iters| {
                 let elapsed = vl_bench::time_synced(&device, iters, &mut forward);
-                row.iters += iters;
-                row.elapsed += elapsed;
+                row.record(iters, elapsed);
                 row.peak_rss_mb = vl_bench::peak_rss_mb().or(row.peak_rss_mb);
                 elapsed
             });

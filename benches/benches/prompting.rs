@@ -132,6 +132,7 @@ fn main() {
         elapsed: Duration::ZERO,
         peak_rss_mb: None,
         peak_gpu_mb: None,
+        samples: Vec::new(),
     };
     let mut group = criterion.benchmark_group(format!("{device_name}/coop-step/vit-b16-text"));
     group.sampling_mode(SamplingMode::Flat);
@@ -145,8 +146,7 @@ fn main() {
         warmed = true;
         b.iter_custom(|iters| {
             let elapsed = vl_bench::time_synced(&autodiff, iters, &mut step);
-            row.iters += iters;
-            row.elapsed += elapsed;
+            row.record(iters, elapsed);
             row.peak_rss_mb = vl_bench::peak_rss_mb().or(row.peak_rss_mb);
             row.peak_gpu_mb = vl_bench::device_reserved_mb(&autodiff).or(row.peak_gpu_mb);
             elapsed

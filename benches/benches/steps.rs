@@ -196,6 +196,7 @@ fn bench<T>(
         elapsed: Duration::ZERO,
         peak_rss_mb: None,
         peak_gpu_mb: None,
+        samples: Vec::new(),
     };
     let mut group = criterion.benchmark_group(names.group);
     group.sampling_mode(SamplingMode::Flat);
@@ -212,8 +213,7 @@ fn bench<T>(
             warmed = true;
             b.iter_custom(|iters| {
                 let elapsed = vl_bench::time_synced(device, iters, &mut step);
-                row.iters += iters;
-                row.elapsed += elapsed;
+                row.record(iters, elapsed);
                 row.peak_rss_mb = vl_bench::peak_rss_mb().or(row.peak_rss_mb);
                 row.peak_gpu_mb = vl_bench::device_reserved_mb(device).or(row.peak_gpu_mb);
                 elapsed

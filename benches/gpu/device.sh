@@ -15,11 +15,14 @@
 #   steps:DEVICE            the steps bench (LoRA step, CLIP loss at 4096), f32
 #   prompting:DEVICE        the CoOp-step bench, f32
 #   torch-enc:DTYPE         benches/torch/bench_encoders.py on cuda (DTYPE fp32|bf16|fp16)
+#   ops:DEVICE:DTYPE        the ops bench (the operations of one ViT-B/32 layer, batch 32)
+#   torch-ops:DTYPE         benches/torch/bench_ops.py on cuda
 #   torch-steps             benches/torch/bench_steps.py on cuda
 #   torch-prompting         benches/torch/bench_prompting.py on cuda
 #
-# Binaries are read from .gpu/bin/{encoders,steps,prompting,it} (unpacked from .gpu/bins.tar.zst
-# when missing); Vulkan's loader from the .deb files in .gl/ (the device tool's README).
+# Binaries are read from .gpu/bin/{encoders,steps,prompting,ops,it}, unpacked from .gpu/NAME.xz (at
+# most 64 MiB travels per call, so one binary per call); Vulkan's loader from the .deb files in
+# .gl/ (the device tool's README).
 set -uo pipefail
 OUT=${OUT:-/tmp/vl-device-out}
 BIN=.gpu/bin
@@ -31,9 +34,16 @@ export CRITERION_HOME=/tmp/criterion
 setup() {
     # The binaries were built in /work/main and find their fixtures under that path.
     if [ ! -e /work/main ]; then mkdir -p /work && ln -sfn "$PWD" /work/main; fi
-    if [ ! -d "$BIN" ]; then
-        mkdir -p .gpu && zstd -dc .gpu/bins.tar.zst | tar x -C .gpu || return 1
-    fi
+    # Each binary travels xz-compressed (.gpu/NAME.xz); Python's lzma unpacks it (no xz needed).
+    mkdir -p "$BIN"
+    for f in .gpu/*.xz; do
+        [ -e "$f" ] || continue
+        local name
+        name=$(basename "$f" .xz)
+        [ -x "$BIN/$name" ] && continue
+        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+            "$f" "$BIN/$name" && chmod +x "$BIN/$name" || return 1
+    done
     if ls .gl/*.deb > /dev/null 2>&1 && ! ldconfig -p | grep -q libvulkan.so.1; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
         ldconfig
@@ -64,7 +74,7 @@ for arg in "$@"; do
         agree)
             phase agree 300 "$BIN/it" backends --nocapture --test-threads 1 ;;
         enc)
-            phase "enc $a $b" 420 env VL_BENCH_DEVICE="$a" VL_BENCH_DTYPE="$b" "$BIN/encoders" "${GPU_CRITERION[@]}" ;;
+            phase "enc $a $b" "${ENC_LIMIT:-420}" env VL_BENCH_DEVICE="$a" VL_BENCH_DTYPE="$b" "$BIN/encoders" "${GPU_CRITERION[@]}" ;;
         steps)
             phase "steps $a" 300 env VL_BENCH_DEVICE="$a" "$BIN/steps" "${GPU_CRITERION[@]}" ;;
         prompting)
@@ -74,6 +84,12 @@ for arg in "$@"; do
             phase "torch-enc $a" 300 python3 benches/torch/bench_encoders.py --device cuda --dtype "$a" \
                 --batches 1,32,256 --text-batches 64,1024 --iters 30 --warmup 5 \
                 --json-out "target/bench/torch$suffix.json" ;;
+        ops)
+            phase "ops $a $b" 300 env VL_BENCH_DEVICE="$a" VL_BENCH_DTYPE="$b" "$BIN/ops" "${GPU_CRITERION[@]}" ;;
+        torch-ops)
+            suffix=$([ "$a" = fp32 ] && echo "" || echo "-$([ "$a" = fp16 ] && echo f16 || echo "$a")")
+            phase "torch-ops $a" 200 python3 benches/torch/bench_ops.py --device cuda --dtype "$a" \
+                --json-out "target/bench/torch-ops-cuda$suffix.json" ;;
         torch-steps)
             phase torch-steps 300 python3 benches/torch/bench_steps.py --device cuda \
                 --json-out target/bench/torch-steps.json ;;

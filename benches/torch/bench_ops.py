@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--min-iters", type=int, default=10)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                    help="bf16/fp16 only on cuda (default fp32)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,19 +54,23 @@ def main():
     from transformers import CLIPVisionConfig
     from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    if args.dtype != "fp32" and args.device != "cuda":
+        ap.error("--dtype bf16/fp16 is only supported with --device cuda")
     torch.manual_seed(0)
     n = args.batch
     tokens, width, heads, d_ff = 50, 768, 12, 3072
     t_tokens, t_width, t_heads = 77, 512, 8
-    x = torch.randn(n, tokens, width, device=device)
-    hidden = torch.randn(n, tokens, d_ff, device=device)
-    q, k, v = (torch.randn(n, heads, tokens, width // heads, device=device) for _ in range(3))
-    tq, tk, tv = (torch.randn(n, t_heads, t_tokens, t_width // t_heads, device=device) for _ in range(3))
-    fc1 = torch.nn.Linear(width, d_ff).to(device).eval()
-    norm = torch.nn.LayerNorm(width).to(device).eval()
+    x = torch.randn(n, tokens, width, device=device, dtype=dtype)
+    hidden = torch.randn(n, tokens, d_ff, device=device, dtype=dtype)
+    q, k, v = (torch.randn(n, heads, tokens, width // heads, device=device, dtype=dtype) for _ in range(3))
+    tq, tk, tv = (torch.randn(n, t_heads, t_tokens, t_width // t_heads, device=device, dtype=dtype)
+                  for _ in range(3))
+    fc1 = torch.nn.Linear(width, d_ff).to(device=device, dtype=dtype).eval()
+    norm = torch.nn.LayerNorm(width).to(device=device, dtype=dtype).eval()
     cfg = CLIPVisionConfig(**vision_cfg(32))
     cfg._attn_implementation = "sdpa"
-    layer = CLIPEncoderLayer(cfg).to(device).eval()
+    layer = CLIPEncoderLayer(cfg).to(device=device, dtype=dtype).eval()
 
     ops = [
         ("vit-b32-layer", "linear-fc1", lambda: fc1(x)),
@@ -109,7 +115,7 @@ def main():
             rows.append(row)
             print(f"{row['bench']}: {row['ms_per_iter']:.2f} ms ({row['items_per_s']:.1f} items/s)")
     out = {"rows": rows, "torch": torch.__version__, "transformers": transformers.__version__,
-           "threads": args.threads, "device": args.device, "dtype": "fp32", "attn": "sdpa"}
+           "threads": args.threads, "device": args.device, "dtype": args.dtype, "attn": "sdpa"}
     if args.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         with open(args.json_out, "w") as f:
