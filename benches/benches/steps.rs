@@ -118,7 +118,7 @@ fn main() {
         },
         &mut lora_step,
     ));
-    drop(lora_step);
+    drop((clip, pixels));
     autodiff.memory_cleanup();
 
     // The CLIP loss.

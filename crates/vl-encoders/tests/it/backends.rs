@@ -95,6 +95,10 @@ fn gpu_backends_agree_with_flex_on_the_encoder_fixtures() {
         return;
     }
     let flex = Device::flex();
+    // Every backend and fixture is measured and printed before the verdict, so one run on a GPU
+    // machine gives the whole table (on an H100, cuda's f32 matmuls run in TF32: see
+    // docs/performance.md).
+    let mut failures = Vec::new();
     for (backend, device) in devices {
         if !device_opens(&device) {
             eprintln!("skipped {backend}: its device did not open (no GPU or driver here)");
@@ -105,13 +109,15 @@ fn gpu_backends_agree_with_flex_on_the_encoder_fixtures() {
             let got = outputs(name, &device);
             for (what, diff) in max_diffs(&expected, &got) {
                 println!("{backend} vs flex  {name:<24} {what:<17} max abs diff {diff:.3e}");
-                assert!(
-                    diff <= TOLERANCE,
-                    "{backend} vs flex on {name}: {what} differs by {diff:e} > {TOLERANCE:e}"
-                );
+                if diff > TOLERANCE {
+                    failures.push(format!(
+                        "{backend} vs flex on {name}: {what} differs by {diff:e} > {TOLERANCE:e}"
+                    ));
+                }
             }
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
