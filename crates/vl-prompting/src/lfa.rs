@@ -19,10 +19,14 @@
 //! refines with a re-ranking loss; cross-entropy is our simpler choice).
 //!
 //! The SVD is a one-sided Jacobi (Hestenes) iteration in f64 on the host: exact to round-off
-//! for the `d <= 1024` matrices met here.
+//! for the `d <= 1024` matrices met here. The closed form, the refinement logits
+//! ([`lfa_logits`]) and loss ([`lfa_refine_loss`]) and its gradient are checked against PyTorch
+//! in `tests/it/lfa.rs`.
 
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use vl_encoders::clip::l2_normalize;
 
 use crate::{Error, Result};
 
@@ -180,6 +184,55 @@ pub fn procrustes(image: Tensor<2>, text: Tensor<2>, beta: f64) -> Result<Tensor
     let w = polar_factor(&m, d)?;
     let w: Vec<f32> = w.into_iter().map(|x| x as f32).collect();
     Ok(Tensor::from_data(TensorData::new(w, [d, d]), &device))
+}
+
+/// LFA's logits: the image features mapped by `W`, re-normalised, against the class text
+/// features, times the logit scale: `scale * normalize(X W) T^T`.
+///
+/// # Shapes
+/// - w: `[d, d]`
+/// - image: `[n, d]` image features (unit-norm in use; `W` is orthogonal after the closed form,
+///   but refinement lets it drift, hence the re-normalisation)
+/// - class_text: `[c, d]` unit-norm text features of the classes
+/// - scale: `[1]`, the scale itself (CLIP's `exp(logit_scale)`), not its log
+/// - output: `[n, c]`
+pub fn lfa_logits(
+    w: Tensor<2>,
+    image: Tensor<2>,
+    class_text: Tensor<2>,
+    scale: Tensor<1>,
+) -> Tensor<2> {
+    let [_, d] = image.dims();
+    assert_shape!(w, [d, d]);
+    assert_shape!(class_text, [_, d]);
+    assert_shape!(scale, [1]);
+    l2_normalize(image.matmul(w)).matmul(class_text.transpose()) * scale.reshape([1, 1])
+}
+
+/// LFA's refinement objective: the mean cross-entropy of [`lfa_logits`] against the shots'
+/// labels (our choice; the paper refines with a re-ranking loss, see the module docs).
+///
+/// # Shapes
+/// - w: `[d, d]`
+/// - image: `[n, d]`
+/// - class_text: `[c, d]`
+/// - labels: `[n]`, class indices in `0..c`
+/// - scale: `[1]`
+/// - output: `[1]`
+pub fn lfa_refine_loss(
+    w: Tensor<2>,
+    image: Tensor<2>,
+    class_text: Tensor<2>,
+    labels: Tensor<1, Int>,
+    scale: Tensor<1>,
+) -> Tensor<1> {
+    let [n, _] = image.dims();
+    assert_shape!(labels, [n]);
+    let device = image.device();
+    let logits = lfa_logits(w, image, class_text, scale);
+    CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, labels)
 }
 
 #[cfg(test)]

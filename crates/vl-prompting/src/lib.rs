@@ -2,7 +2,8 @@
 //! ([`templates`]), learnable text context in the CoOp / CoCoOp / variational forms and visual
 //! prompt tokens ([`learner`]), the loss terms that make KgCoOp and LASP ([`objective`]), the
 //! forward pass and loss of a prompted frozen CLIP ([`model`]), the prompt file format
-//! ([`file`]), LFA's closed form ([`lfa`]), UPL's pseudo-label selection ([`upl`]) and LaFTer's
+//! ([`file`]), LFA's closed form and
+//! refinement loss ([`lfa`]), UPL's pseudo-label selection ([`upl`]) and LaFTer's
 //! objectives ([`lafter`]).
 //!
 //! Methods combine by config: a [`PromptConfig`] picks the learnable parts, an
@@ -28,7 +29,7 @@ pub use learner::{
     ClassPrompts, ClassTokenPosition, PromptConfig, PromptLearner, TextPromptConfig,
     VariationalConfig, VisualPromptConfig,
 };
-pub use lfa::{LfaConfig, procrustes};
+pub use lfa::{LfaConfig, lfa_logits, lfa_refine_loss, procrustes};
 pub use model::{
     ClassText, PromptTask, TaskTemplates, loss, loss_from_features, predict, predict_from_features,
     sample_noise,

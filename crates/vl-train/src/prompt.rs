@@ -36,8 +36,8 @@ use vl_prompting::model::{
 };
 use vl_prompting::{
     HostRng, LfaConfig, ObjectiveConfig, PromptConfig, PromptLearner, Templates, TextPromptConfig,
-    VariationalConfig, VisualPromptConfig, class_text_features, model_fingerprint, procrustes,
-    save_prompts,
+    VariationalConfig, VisualPromptConfig, class_text_features, lfa_logits, lfa_refine_loss,
+    model_fingerprint, procrustes, save_prompts,
 };
 
 use crate::atomic::{read_json, write_json_atomic};
@@ -1792,13 +1792,11 @@ fn run_lfa(
     let x = frozen(sets.train)?;
     let y = base_text.clone().select(0, labels(sets.train));
     let mut w = burn::module::Param::from_tensor(procrustes(x.clone(), y, lfa.beta)?);
-    let scale = clip.logit_scale.val().exp().detach().reshape([1, 1]);
+    let scale = clip.logit_scale.val().exp().detach();
     let logits = |w: &Tensor<2>, feats: Tensor<2>, text: &Tensor<2>| {
-        vl_encoders::clip::l2_normalize(feats.matmul(w.clone())).matmul(text.clone().transpose())
-            * scale.clone()
+        lfa_logits(w.clone(), feats, text.clone(), scale.clone())
     };
     let mut history = Vec::new();
-    let ce = burn::nn::loss::CrossEntropyLossConfig::new().init(device);
     let mut optim = AdamConfig::new().init();
     let n = sets.train.len();
     for epoch in 1..=lfa.refine_epochs {
@@ -1818,9 +1816,13 @@ fn run_lfa(
                 device,
             );
             let target = labels(sets.train).select(0, idx.clone());
-            let l = logits(&w.val(), x.clone().select(0, idx), &base_text);
-            hits += accuracy(l.clone().detach(), target.clone()).0;
-            let loss = ce.forward(l, target);
+            let feats = x.clone().select(0, idx);
+            hits += accuracy(
+                logits(&w.val().detach(), feats.clone(), &base_text),
+                target.clone(),
+            )
+            .0;
+            let loss = lfa_refine_loss(w.val(), feats, base_text.clone(), target, scale.clone());
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             steps += 1;
             let grads = GradientsParams::from_grads(loss.backward(), &LfaMap { w: w.clone() });

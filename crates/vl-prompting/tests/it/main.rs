@@ -3,4 +3,5 @@
 //! <https://matklad.github.io/2021/02/27/delete-cargo-integration-tests.html>.
 
 mod lafter;
+mod lfa;
 mod parity;
