@@ -99,6 +99,9 @@ pub struct SelfSupConfig {
     /// Smallest crop area (fraction) of the views' random resized crop. Default: `0.08`
     /// (torchvision's and SimCLR's).
     pub crop_min_scale: f64,
+    /// Largest hue shift (turns, at most `0.5`) of the views' colour jitter; `0.5` draws any hue,
+    /// so colour no longer ties the two views together. Default: `0.1` (`AugmentConfig::strong`).
+    pub jitter_hue: f64,
     /// Prototypes (Sinkhorn-Knopp). Default: `64`.
     pub prototypes: usize,
     /// Entropic regularisation of Sinkhorn-Knopp (SwAV's 0.05). Default: `0.05`.
@@ -157,6 +160,7 @@ impl Default for SelfSupConfig {
             projection_dim: 64,
             head_batch_norm: true,
             crop_min_scale: 0.08,
+            jitter_hue: 0.1,
             prototypes: 64,
             sinkhorn_epsilon: 0.05,
             sinkhorn_iters: 3,
@@ -562,6 +566,16 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
     let mut augment = AugmentConfig::strong(size, size);
     if let Some(crop) = augment.crop.as_mut() {
         crop.scale.0 = config.crop_min_scale;
+    }
+    if !(0.0..=0.5).contains(&config.jitter_hue) {
+        return Err(Error::InvalidConfig {
+            field: "jitter_hue".into(),
+            expected: "a hue shift in [0, 0.5] turns".into(),
+            found: config.jitter_hue.to_string(),
+        });
+    }
+    if let Some(jitter) = augment.jitter.as_mut() {
+        jitter.hue = config.jitter_hue;
     }
     augment.validate().map_err(|e| Error::InvalidConfig {
         field: "crop_min_scale".into(),
