@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         config.seed = seed;
     }
     let result = SyntheticWorld::new(config)
-        .and_then(|world| world.write_image_folder(&PathBuf::from(&args[0]), task, split, n));
+        .and_then(|world| world.write_image_folder(PathBuf::from(&args[0]), task, split, n));
     match result {
         Ok(summary) => {
             println!(
