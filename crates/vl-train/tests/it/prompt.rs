@@ -387,6 +387,38 @@ fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("lafter.descriptions"), "{err}");
+
+    // Stage 2 on the frozen teacher's most confident image per class, without prompts.
+    let with_prompts = report.trainable_parameters;
+    c.lafter = Some(vl_train::lafter::LafterConfig {
+        text_epochs: 5,
+        pool_per_class: 2,
+        confident_per_class: 1,
+        prompt_tokens: 0,
+        epochs: 1,
+        batch_size: 8,
+        ..vl_train::lafter::LafterConfig::default()
+    });
+    let dir = root.path().join("confident");
+    let report = run_prompt(&c, &options(&dir)).unwrap();
+    assert_eq!(report.trainable_parameters, with_prompts - 2 * 32);
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    let kept: usize = log
+        .split(" of 16 pool images")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no selection line in {log}"));
+    assert!(
+        (1..=8).contains(&kept),
+        "kept {kept} of 16 (at most 1 per class)"
+    );
+    // The selection ranks fixed labels: it needs the frozen teacher.
+    c.lafter.as_mut().unwrap().teacher = vl_train::lafter::LafterTeacher::Student;
+    let err = run_prompt(&c, &options(&root.path().join("student")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lafter.confident_per_class"), "{err}");
 }
 
 /// `per_split` one-object images per colour class of the model's world as `(image, class name)`
