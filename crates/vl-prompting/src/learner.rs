@@ -66,6 +66,18 @@ pub struct TextPromptConfig {
     pub meta_net_reduction: usize,
     /// A Gaussian residual over the context (variational prompt learning). Default: `None`.
     pub variational: Option<VariationalConfig>,
+    /// Text layers with their own context: `1` learns the input context only (CoOp); `k > 1`
+    /// also replaces the context tokens at the input of layers `1..k` by fresh learned tokens
+    /// (MaPLe's deep language prompts; class token at the end only). Default: `1`.
+    pub depth: usize,
+    /// LASP's grouped prompts: `G` independent contexts. Group `g`'s LASP text-to-text term
+    /// uses the templates `k` with `k mod G = g`; the classifier averages the groups' unit-norm
+    /// class features and re-normalises. Default: `1`.
+    pub groups: usize,
+    /// LASP's class-agnostic bias: a learned vector `b` (zeros at start), the classifier's class
+    /// features being `normalize(t_c + b)` for the unit-norm learned features `t_c`. It enters
+    /// the image logits only; the KgCoOp and LASP terms compare `t_c`. Default: `false`.
+    pub bias: bool,
 }
 
 impl Default for TextPromptConfig {
@@ -79,6 +91,9 @@ impl Default for TextPromptConfig {
             conditional: false,
             meta_net_reduction: 16,
             variational: None,
+            depth: 1,
+            groups: 1,
+            bias: false,
         }
     }
 }
@@ -121,6 +136,12 @@ pub struct VisualPromptConfig {
     pub depth: usize,
     /// Standard deviation of the initialisation. Default: `0.02`.
     pub init_std: f64,
+    /// MaPLe's coupling (Khattak et al. 2023, `trainers/maple.py`): the visual tokens of layer
+    /// `i` are not parameters but `Linear_i(text context of layer i)`, one learned linear map
+    /// `text_width -> vision_width` per layer (PyTorch's `nn.Linear` initialisation). Needs a
+    /// shared, unconditional, single-group `[prompt.text]` with `n_ctx = n_tokens` and the same
+    /// `depth`. Default: `false` (independent visual tokens).
+    pub coupled: bool,
 }
 
 impl Default for VisualPromptConfig {
@@ -129,6 +150,7 @@ impl Default for VisualPromptConfig {
             n_tokens: 4,
             depth: 1,
             init_std: 0.02,
+            coupled: false,
         }
     }
 }
@@ -190,8 +212,14 @@ pub struct PromptLearner {
     pub residual_mean: Option<Param<Tensor<1>>>,
     /// Variational CoOp form: `log sigma^2` of the residual, `[text_width]`.
     pub residual_log_var: Option<Param<Tensor<1>>>,
-    /// Visual prompt tokens per layer, each `[n_tokens, vision_width]`.
+    /// Visual prompt tokens per layer, each `[n_tokens, vision_width]` (empty when coupled).
     pub visual: Vec<Param<Tensor<2>>>,
+    /// Deep text context of layers `1..depth`, each `[n_ctx, text_width]`.
+    pub text_deep: Vec<Param<Tensor<2>>>,
+    /// MaPLe coupling, one `Linear(text_width, vision_width)` per visual prompt layer.
+    pub coupling: Vec<Linear>,
+    /// LASP's class-agnostic bias, `[projection_dim]`.
+    pub text_bias: Option<Param<Tensor<1>>>,
     /// The config it was built from.
     #[module(skip)]
     pub config: PromptConfig,
@@ -257,6 +285,24 @@ impl PromptConfig {
                     true,
                 ));
             }
+            let text_layers = clip.text_model.encoder.layers.len();
+            if t.depth == 0 || t.depth > text_layers {
+                return Err(Error::invalid(
+                    "text.depth",
+                    format!("1 <= depth <= {text_layers} (the text layers)"),
+                    t.depth,
+                ));
+            }
+            if t.depth > 1 && t.class_token_position != ClassTokenPosition::End {
+                return Err(Error::invalid(
+                    "text.class_token_position",
+                    "\"end\" with deep text prompts (text.depth > 1)",
+                    format!("{:?}", t.class_token_position),
+                ));
+            }
+            if t.groups == 0 {
+                return Err(Error::invalid("text.groups", "at least 1", 0));
+            }
             if let Some(v) = &t.variational
                 && (v.samples == 0 || v.kl_weight < 0.0 || !v.kl_weight.is_finite())
             {
@@ -275,6 +321,35 @@ impl PromptConfig {
                     format!("n_tokens >= 1 and 1 <= depth <= {layers} (the vision layers)"),
                     format!("n_tokens = {}, depth = {}", v.n_tokens, v.depth),
                 ));
+            }
+            if v.coupled {
+                let Some(t) = &self.text else {
+                    return Err(Error::invalid(
+                        "visual.coupled",
+                        "a [prompt.text] context to couple the visual prompts to",
+                        "no text prompt",
+                    ));
+                };
+                if t.class_specific || t.conditional || t.groups != 1 {
+                    return Err(Error::invalid(
+                        "visual.coupled",
+                        "a shared, unconditional text context in one group",
+                        format!(
+                            "class_specific = {}, conditional = {}, groups = {}",
+                            t.class_specific, t.conditional, t.groups
+                        ),
+                    ));
+                }
+                if v.n_tokens != t.n_ctx || v.depth != t.depth {
+                    return Err(Error::invalid(
+                        "visual",
+                        format!(
+                            "n_tokens = text.n_ctx = {} and depth = text.depth = {} when coupled",
+                            t.n_ctx, t.depth
+                        ),
+                        format!("n_tokens = {}, depth = {}", v.n_tokens, v.depth),
+                    ));
+                }
             }
         }
         Ok(())
@@ -302,10 +377,13 @@ impl PromptConfig {
             residual_mean: None,
             residual_log_var: None,
             visual: Vec::new(),
+            text_deep: Vec::new(),
+            coupling: Vec::new(),
+            text_bias: None,
             config: self.clone(),
         };
         if let Some(t) = &self.text {
-            let n_sets = if t.class_specific { n_classes } else { 1 };
+            let n_sets = if t.class_specific { n_classes } else { 1 } * t.groups;
             let ctx = match &t.ctx_init {
                 Some(phrase) => {
                     let ids = tokenizer.encode(phrase)?;
@@ -343,20 +421,8 @@ impl PromptConfig {
                 } else {
                     text_width
                 };
-                let mut linear = |d_in: usize, d_out: usize| {
-                    let mut layer = LinearConfig::new(d_in, d_out).init(device);
-                    let bound = 1.0 / (d_in as f64).sqrt();
-                    layer.weight =
-                        Param::from_tensor(rng.uniform_tensor([d_in, d_out], bound, device));
-                    layer.bias = Some(Param::from_tensor(rng.uniform_tensor(
-                        [d_out],
-                        bound,
-                        device,
-                    )));
-                    layer
-                };
-                let linear1 = linear(proj_dim, hidden);
-                let linear2 = linear(hidden, out);
+                let linear1 = torch_linear(&mut rng, proj_dim, hidden, device);
+                let linear2 = torch_linear(&mut rng, hidden, out, device);
                 learner.meta_net = Some(MetaNet {
                     linear1,
                     relu: Relu::new(),
@@ -370,7 +436,9 @@ impl PromptConfig {
                 ));
             }
         }
-        if let Some(v) = &self.visual {
+        if let Some(v) = &self.visual
+            && !v.coupled
+        {
             learner.visual = (0..v.depth)
                 .map(|_| {
                     Param::from_tensor(rng.normal_tensor(
@@ -381,8 +449,36 @@ impl PromptConfig {
                 })
                 .collect();
         }
+        // Parts added after the first release draw last, so older configs keep their draws.
+        if let Some(t) = &self.text {
+            learner.text_deep = (1..t.depth)
+                .map(|_| {
+                    Param::from_tensor(rng.normal_tensor([t.n_ctx, text_width], t.init_std, device))
+                })
+                .collect();
+            if t.bias {
+                learner.text_bias = Some(Param::from_tensor(Tensor::zeros([proj_dim], device)));
+            }
+        }
+        if let Some(v) = &self.visual
+            && v.coupled
+        {
+            learner.coupling = (0..v.depth)
+                .map(|_| torch_linear(&mut rng, text_width, vision_width, device))
+                .collect();
+        }
         Ok(learner)
     }
+}
+
+/// A `Linear(d_in, d_out)` initialised as PyTorch's `nn.Linear`: weight and bias
+/// `U(-1/sqrt(d_in), 1/sqrt(d_in))`, drawn from `rng` (weight first).
+fn torch_linear(rng: &mut HostRng, d_in: usize, d_out: usize, device: &Device) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out).init(device);
+    let bound = 1.0 / (d_in as f64).sqrt();
+    layer.weight = Param::from_tensor(rng.uniform_tensor([d_in, d_out], bound, device));
+    layer.bias = Some(Param::from_tensor(rng.uniform_tensor([d_out], bound, device)));
+    layer
 }
 
 /// The residual of one forward pass: its value per image (or shared) and its KL term.
@@ -398,6 +494,16 @@ impl PromptLearner {
     /// Number of context vectors, or `None` without a text prompt.
     pub fn n_ctx(&self) -> Option<usize> {
         self.ctx.as_ref().map(|c| c.dims()[1])
+    }
+
+    /// Number of context groups (LASP's grouped prompts; `1` without them).
+    pub fn groups(&self) -> usize {
+        self.config.text.as_ref().map_or(1, |t| t.groups.max(1))
+    }
+
+    /// Whether the image features depend on the learner (visual tokens, own or coupled).
+    pub fn has_visual_prompts(&self) -> bool {
+        !self.visual.is_empty() || !self.coupling.is_empty()
     }
 
     /// The constant parts of the prompts of `names` (CoOp: `"X X X X name."`).
@@ -418,7 +524,7 @@ impl PromptLearner {
             return Err(Error::invalid("class_names", "at least one class", "none"));
         }
         if let Some(ctx) = &self.ctx {
-            let sets = ctx.dims()[0];
+            let sets = ctx.dims()[0] / self.groups();
             if sets > 1 && sets != names.len() {
                 return Err(Error::invalid(
                     "class_names",
@@ -545,7 +651,8 @@ impl PromptLearner {
         None
     }
 
-    /// Prompt token embeddings for every class, one set per residual row.
+    /// Prompt token embeddings of context group `group` for every class, one set per residual
+    /// row.
     ///
     /// # Shapes
     /// - residual: `[n_sets, text_width]` (or `None`: one set, no residual)
@@ -554,12 +661,21 @@ impl PromptLearner {
         &self,
         classes: &ClassPrompts,
         residual: Option<Tensor<2>>,
+        group: usize,
     ) -> Tensor<3> {
         let ctx = self
             .ctx
             .as_ref()
             .expect("class_prompts checked that there is a text context")
             .val();
+        let groups = self.groups();
+        assert!(group < groups, "context group {group} of {groups}");
+        let per_group = ctx.dims()[0] / groups;
+        let ctx = if groups == 1 {
+            ctx
+        } else {
+            ctx.narrow(0, group * per_group, per_group)
+        };
         let n = classes.len();
         let [sets, n_ctx, d] = ctx.dims();
         assert_eq!(
@@ -623,7 +739,64 @@ impl PromptLearner {
         prompts.reshape([n_res * n, seq_len, d])
     }
 
-    /// Unit-norm text features of the learned prompts.
+    /// Unit-norm text features of each context group's prompts (one entry without groups),
+    /// without the class-agnostic bias: what the KgCoOp and LASP terms compare.
+    ///
+    /// # Shapes
+    /// - residual: `[n_sets, text_width]` or `None`
+    /// - output: per group `[n_sets (1 without residual), n_classes, projection_dim]`
+    pub fn group_text_features(
+        &self,
+        clip: &Clip,
+        classes: &ClassPrompts,
+        residual: Option<Tensor<2>>,
+    ) -> Vec<Tensor<3>> {
+        let deep: Vec<Tensor<2>> = self.text_deep.iter().map(|p| p.val()).collect();
+        (0..self.groups())
+            .map(|g| {
+                let prompts = self.prompt_embeddings(classes, residual.clone(), g);
+                let [rows, _, _] = prompts.dims();
+                let n = classes.len();
+                let positions = classes.positions.clone().repeat_dim(0, rows / n);
+                let projected = if deep.is_empty() {
+                    clip.encode_text_embeddings(prompts, positions)
+                } else {
+                    clip.encode_text_embeddings_prompted(prompts, positions, 1, &deep)
+                };
+                let features = l2_normalize(projected);
+                let [_, p] = features.dims();
+                features.reshape([rows / n, n, p])
+            })
+            .collect()
+    }
+
+    /// Unit-norm class features without the class-agnostic bias: the groups' features
+    /// averaged and re-normalised (the features themselves with one group).
+    ///
+    /// # Shapes
+    /// - residual: `[n_sets, text_width]` or `None`
+    /// - output: `[n_sets (1 without residual), n_classes, projection_dim]`
+    pub fn unbiased_text_features(
+        &self,
+        clip: &Clip,
+        classes: &ClassPrompts,
+        residual: Option<Tensor<2>>,
+    ) -> Tensor<3> {
+        let mut groups = self.group_text_features(clip, classes, residual);
+        if groups.len() == 1 {
+            return groups.pop().expect("one group");
+        }
+        let n = groups.len() as f64;
+        let mean = groups
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .expect("at least one group")
+            .div_scalar(n);
+        l2_normalize3(mean)
+    }
+
+    /// The classifier's unit-norm class features: [`Self::unbiased_text_features`] plus the
+    /// class-agnostic bias, re-normalised, if there is one.
     ///
     /// # Shapes
     /// - residual: `[n_sets, text_width]` or `None`
@@ -634,13 +807,38 @@ impl PromptLearner {
         classes: &ClassPrompts,
         residual: Option<Tensor<2>>,
     ) -> Tensor<3> {
-        let prompts = self.prompt_embeddings(classes, residual);
-        let [rows, _, _] = prompts.dims();
-        let n = classes.len();
-        let positions = classes.positions.clone().repeat_dim(0, rows / n);
-        let features = l2_normalize(clip.encode_text_embeddings(prompts, positions));
-        let [_, p] = features.dims();
-        features.reshape([rows / n, n, p])
+        let features = self.unbiased_text_features(clip, classes, residual);
+        match &self.text_bias {
+            Some(b) => {
+                let [_, _, p] = features.dims();
+                l2_normalize3(features + b.val().reshape([1, 1, p]))
+            }
+            None => features,
+        }
+    }
+
+    /// The visual tokens of every prompted layer: the learned ones, or (coupled) the projections
+    /// of the text context of each layer. Empty without visual prompts.
+    ///
+    /// # Shapes
+    /// - output: each `[n_tokens, vision_width]`
+    pub fn visual_tokens(&self) -> Vec<Tensor<2>> {
+        if self.coupling.is_empty() {
+            return self.visual.iter().map(|p| p.val()).collect();
+        }
+        let ctx = self
+            .ctx
+            .as_ref()
+            .expect("coupled visual prompts have a text context")
+            .val();
+        let [_, n_ctx, d] = ctx.dims();
+        let text_layers = std::iter::once(ctx.reshape([n_ctx, d]))
+            .chain(self.text_deep.iter().map(|p| p.val()));
+        self.coupling
+            .iter()
+            .zip(text_layers)
+            .map(|(linear, t)| linear.forward(t))
+            .collect()
     }
 
     /// Unit-norm image features, through the visual prompts if there are any.
@@ -649,12 +847,13 @@ impl PromptLearner {
     /// - pixel_values: `[batch_size, 3, height, width]`
     /// - output: `[batch_size, projection_dim]`
     pub fn image_features(&self, clip: &Clip, pixel_values: Tensor<4>) -> Tensor<2> {
-        let pooled = if self.visual.is_empty() {
+        let mut tokens = self.visual_tokens();
+        let pooled = if tokens.is_empty() {
             clip.vision_model.forward(pixel_values)
         } else {
-            let deep: Vec<Tensor<2>> = self.visual[1..].iter().map(|p| p.val()).collect();
+            let deep = tokens.split_off(1);
             clip.vision_model
-                .forward_prompted(pixel_values, Some(self.visual[0].val()), &deep)
+                .forward_prompted(pixel_values, tokens.pop(), &deep)
         };
         l2_normalize(clip.visual_projection.forward(pooled))
     }
@@ -680,4 +879,10 @@ pub fn prompt_logits(clip: &Clip, image: Tensor<2>, text: Tensor<3>) -> Tensor<2
             .reshape([batch_size, n])
     };
     logits * scale
+}
+
+/// Row-normalises the last dimension of a 3-D tensor.
+pub(crate) fn l2_normalize3(x: Tensor<3>) -> Tensor<3> {
+    let norm = x.clone().powi_scalar(2).sum_dim(2).sqrt();
+    x / norm
 }

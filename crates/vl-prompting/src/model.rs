@@ -11,7 +11,7 @@ use vl_data::ClipTokenizer;
 use vl_data::rng::HostRng;
 use vl_encoders::clip::Clip;
 
-use crate::learner::{ClassPrompts, PromptLearner, prompt_logits};
+use crate::learner::{ClassPrompts, PromptLearner, l2_normalize3, prompt_logits};
 use crate::objective::{
     LossTerms, ObjectiveConfig, average_probabilities, cross_entropy, kgcoop_distance,
     lasp_text_to_text,
@@ -115,6 +115,14 @@ impl PromptTask {
                 all.push(v.clone());
             }
             let prompts = learner.class_prompts(clip, tokenizer, &all)?;
+            let groups = learner.groups();
+            if templates.lasp.len() < groups {
+                return Err(Error::invalid(
+                    "templates",
+                    format!("at least one LASP template per context group ({groups})"),
+                    format!("{} templates", templates.lasp.len()),
+                ));
+            }
             let features =
                 template_class_features(clip, tokenizer, &all, &templates.lasp)?.detach();
             Some((prompts, features))
@@ -245,16 +253,58 @@ pub fn predict_from_features(
     average_probabilities(logits)
 }
 
-/// Learned class features with the residual at its "rest" value (the mean of the CoOp-form
-/// Gaussian; zero for the conditional form), `[n_classes, proj]`.
-fn rest_features(clip: &Clip, learner: &PromptLearner, classes: &ClassPrompts) -> Tensor<2> {
-    let residual = learner
+/// The residual at its "rest" value: the mean of the CoOp-form Gaussian (zero for the
+/// conditional form, `None`).
+fn rest_residual(learner: &PromptLearner) -> Option<Tensor<2>> {
+    learner
         .residual_mean
         .as_ref()
-        .map(|m| m.val().unsqueeze_dim::<2>(0));
-    let text = learner.text_features(clip, classes, residual);
+        .map(|m| m.val().unsqueeze_dim::<2>(0))
+}
+
+/// Learned class features (groups averaged, no class-agnostic bias) with the residual at its
+/// rest value, `[n_classes, proj]`.
+fn rest_features(clip: &Clip, learner: &PromptLearner, classes: &ClassPrompts) -> Tensor<2> {
+    let text = learner.unbiased_text_features(clip, classes, rest_residual(learner));
     let [_, n, p] = text.dims();
     text.reshape([n, p])
+}
+
+/// LASP's term over the context groups: group `g` against the templates `k` with
+/// `k mod G = g`, averaged over groups (one group: every template).
+fn lasp_term(
+    clip: &Clip,
+    learner: &PromptLearner,
+    prompts: &ClassPrompts,
+    handcrafted: &Tensor<3>,
+) -> Tensor<1> {
+    let scale = clip.logit_scale.val().exp();
+    let handcrafted = l2_normalize3(handcrafted.clone());
+    let groups = learner.group_text_features(clip, prompts, rest_residual(learner));
+    let n_groups = groups.len();
+    let [k, _, _] = handcrafted.dims();
+    let device = handcrafted.device();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(g, text)| {
+            let [_, n, p] = text.dims();
+            let learned = text.reshape([n, p]);
+            let mine = if n_groups == 1 {
+                handcrafted.clone()
+            } else {
+                let idx: Vec<i64> = (g..k).step_by(n_groups).map(|t| t as i64).collect();
+                let len = idx.len();
+                handcrafted.clone().select(
+                    0,
+                    Tensor::<1, Int>::from_data(TensorData::new(idx, [len]), &device),
+                )
+            };
+            lasp_text_to_text(learned, mine, scale.clone())
+        })
+        .reduce(|a, b| a + b)
+        .expect("at least one group")
+        .div_scalar(n_groups as f64)
 }
 
 /// The objective: cross-entropy (mean over Monte Carlo draws) plus the enabled terms.
@@ -310,11 +360,10 @@ pub fn loss_from_features(
     if let Some(k) = &kgcoop {
         total = total + k.clone().mul_scalar(objective.kgcoop_weight);
     }
-    let lasp = task.lasp.as_ref().map(|(prompts, handcrafted)| {
-        let learned = rest_features(clip, learner, prompts);
-        let scale = clip.logit_scale.val().exp();
-        lasp_text_to_text(learned, l2_normalize3(handcrafted.clone()), scale)
-    });
+    let lasp = task
+        .lasp
+        .as_ref()
+        .map(|(prompts, handcrafted)| lasp_term(clip, learner, prompts, handcrafted));
     if let Some(l) = &lasp {
         total = total + l.clone().mul_scalar(objective.lasp_weight);
     }
@@ -337,8 +386,4 @@ pub fn loss_from_features(
     }
 }
 
-/// Row-normalises the last dimension of a 3-D tensor.
-fn l2_normalize3(x: Tensor<3>) -> Tensor<3> {
-    let norm = x.clone().powi_scalar(2).sum_dim(2).sqrt();
-    x / norm
-}
+

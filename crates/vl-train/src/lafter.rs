@@ -207,6 +207,7 @@ pub(crate) fn run_lafter(
             n_tokens: lafter.prompt_tokens,
             depth: 1,
             init_std: 0.02,
+            coupled: false,
         }),
     }
     .init(

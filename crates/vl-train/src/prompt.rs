@@ -284,8 +284,10 @@ impl PromptRunConfig {
     /// M = 4 from "a photo of a", batch 1, 10 epochs; KgCoOp `vit_b16_ep100_ctxv1`: M = 4 from
     /// "a photo of a", W = 8, batch 128, 100 epochs; LASP (paper §4): CoOp's context with the
     /// text-to-text term at weight 1; variational (Derakhshani et al. configs): M = 4, L = 10,
-    /// KL weight 0.001, batch 1, 10 epochs; VPT-deep and the MaPLe-style multimodal form: 2
-    /// tokens, depth 9 (a model needs 9 vision layers for it), batch 4, lr 0.0035, 5 epochs).
+    /// KL weight 0.001, batch 1, 10 epochs; VPT-deep: 2 tokens, depth 9; MaPLe
+    /// `vit_b16_c2_ep5_batch4_2ctx`: 2 text tokens from "a photo", deep text and coupled visual
+    /// prompts to depth 9 (a model needs 9 layers per tower for either); both batch 4, lr
+    /// 0.0035, 5 epochs).
     /// All use SGD with one warm-up epoch at 1e-5 and a cosine schedule.
     pub fn paper_preset(method: &str) -> Result<Self> {
         let mut c = Self {
@@ -331,10 +333,17 @@ impl PromptRunConfig {
                 c.optim.batch_size = 1;
             }
             "vpt" | "maple" => {
-                c.prompt.text = (method == "maple").then(|| photo(4));
+                let maple = method == "maple";
+                c.prompt.text = maple.then(|| TextPromptConfig {
+                    n_ctx: 2,
+                    ctx_init: Some("a photo".into()),
+                    depth: 9,
+                    ..TextPromptConfig::default()
+                });
                 c.prompt.visual = Some(VisualPromptConfig {
                     n_tokens: 2,
                     depth: 9,
+                    coupled: maple,
                     ..VisualPromptConfig::default()
                 });
                 c.optim.batch_size = 4;
@@ -1589,7 +1598,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     }
 
     let mut tuned = Tuned { learner, clip };
-    let cached = (tuned.learner.visual.is_empty() && peft_state.is_none())
+    let cached = (!tuned.learner.has_visual_prompts() && peft_state.is_none())
         .then(|| features(&tuned.learner, &tuned.clip, &train, &device))
         .transpose()?;
     let started = std::time::Instant::now();
@@ -1701,7 +1710,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             None => None,
         },
     );
-    if learner.ctx.is_some() || !learner.visual.is_empty() {
+    if learner.ctx.is_some() || learner.has_visual_prompts() {
         save_prompts(
             &learner,
             &frozen,

@@ -100,6 +100,28 @@ impl Clip {
             .forward(self.text_model.forward_embeddings(token_embeds, positions))
     }
 
+    /// [`Self::encode_text_embeddings`] with deep text prompts replacing the `n` tokens from
+    /// `start` at the input of layers `1..=deep.len()` (see
+    /// [`ClipTextTransformer::forward_embeddings_prompted`](super::ClipTextTransformer::forward_embeddings_prompted)).
+    ///
+    /// # Shapes
+    /// - token_embeds: `[n_texts, seq_length, text_width]`
+    /// - positions: `[n_texts]`
+    /// - deep: each `[n, text_width]`
+    /// - output: `[n_texts, projection_dim]`
+    pub fn encode_text_embeddings_prompted(
+        &self,
+        token_embeds: Tensor<3>,
+        positions: Tensor<1, Int>,
+        start: usize,
+        deep: &[Tensor<2>],
+    ) -> Tensor<2> {
+        self.text_projection.forward(
+            self.text_model
+                .forward_embeddings_prompted(token_embeds, positions, start, deep),
+        )
+    }
+
     /// Similarity logits between already-computed features:
     /// `exp(logit_scale) * normalize(image) normalize(text)^T`.
     ///

@@ -126,6 +126,79 @@ impl ClipTextTransformer {
         hidden.gather(1, index).reshape([batch_size, d_model])
     }
 
+    /// [`Self::forward_embeddings`] with deep prompts (MaPLe's deep language prompts, Khattak et
+    /// al. 2023, `trainers/maple.py` `TextEncoder`): at the input of layer `i + 1` the `n`
+    /// tokens from position `start` are replaced by `deep[i]`, the same for every sequence. With
+    /// no deep prompts this is [`Self::forward_embeddings`].
+    ///
+    /// # Shapes
+    /// - token_embeds: `[batch_size, seq_length, d_model]`
+    /// - positions: `[batch_size]`
+    /// - deep: each `[n, d_model]`, at most `n_layers - 1` of them, `start + n <= seq_length`
+    /// - output: `[batch_size, d_model]`
+    pub fn forward_embeddings_prompted(
+        &self,
+        token_embeds: Tensor<3>,
+        positions: Tensor<1, Int>,
+        start: usize,
+        deep: &[Tensor<2>],
+    ) -> Tensor<2> {
+        if deep.is_empty() {
+            return self.forward_embeddings(token_embeds, positions);
+        }
+        let [batch_size, seq_length, d_model] = token_embeds.dims();
+        let [context_length, _] = self.embeddings.position_embedding.weight.dims();
+        assert!(
+            seq_length <= context_length,
+            "the prompt has {seq_length} tokens, the model takes at most {context_length}"
+        );
+        assert_shape!(positions, [batch_size]);
+        assert!(
+            deep.len() < self.encoder.layers.len(),
+            "{} deep text prompts for {} layers (at most one per layer after the first)",
+            deep.len(),
+            self.encoder.layers.len()
+        );
+        let pos = self
+            .embeddings
+            .position_embedding
+            .weight
+            .val()
+            .narrow(0, 0, seq_length)
+            .unsqueeze_dim(0);
+        let mut x = token_embeds + pos;
+        for (i, layer) in self.encoder.layers.iter().enumerate() {
+            if i > 0
+                && let Some(prompt) = deep.get(i - 1)
+            {
+                let [n, _] = prompt.dims();
+                assert_shape!(prompt, [n, d_model]);
+                assert!(
+                    start + n <= seq_length,
+                    "deep text prompt of {n} tokens from position {start} in {seq_length}"
+                );
+                let prompt = prompt
+                    .clone()
+                    .unsqueeze_dim::<3>(0)
+                    .expand([batch_size, n, d_model]);
+                x = Tensor::cat(
+                    vec![
+                        x.clone().narrow(1, 0, start),
+                        prompt,
+                        x.narrow(1, start + n, seq_length - start - n),
+                    ],
+                    1,
+                );
+            }
+            x = layer.forward(x, true);
+        }
+        let hidden = self.final_layer_norm.forward(x);
+        let index = positions
+            .reshape([batch_size, 1, 1])
+            .expand([batch_size, 1, d_model]);
+        hidden.gather(1, index).reshape([batch_size, d_model])
+    }
+
     /// Position of the pooled token in each sequence.
     ///
     /// # Shapes

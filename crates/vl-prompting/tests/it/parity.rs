@@ -123,6 +123,16 @@ fn set_params(learner: &mut PromptLearner, r: &Reference, case: &str, device: &D
     for (i, v) in learner.visual.iter_mut().enumerate() {
         *v = p(&format!("visual.{i}"));
     }
+    for (i, v) in learner.text_deep.iter_mut().enumerate() {
+        *v = p(&format!("text_deep.{i}"));
+    }
+    for (i, layer) in learner.coupling.iter_mut().enumerate() {
+        layer.weight = p(&format!("coupling.{i}.weight"));
+        layer.bias = Some(p1(&format!("coupling.{i}.bias")));
+    }
+    if r.has(case, "text_bias") {
+        learner.text_bias = Some(p1("text_bias"));
+    }
 }
 
 fn grads_of(
@@ -158,6 +168,22 @@ fn grads_of(
             out.insert(format!("visual.{i}"), g);
         }
     }
+    for (i, p) in learner.text_deep.iter().enumerate() {
+        if let Some(g) = flat2(p) {
+            out.insert(format!("text_deep.{i}"), g);
+        }
+    }
+    for (i, layer) in learner.coupling.iter().enumerate() {
+        if let Some(g) = flat2(&layer.weight) {
+            out.insert(format!("coupling.{i}.weight"), g);
+        }
+        if let Some(g) = layer.bias.as_ref().and_then(flat1) {
+            out.insert(format!("coupling.{i}.bias"), g);
+        }
+    }
+    if let Some(g) = learner.text_bias.as_ref().and_then(flat1) {
+        out.insert("text_bias".into(), g);
+    }
     out
 }
 
@@ -181,7 +207,7 @@ fn every_prompt_learner_matches_pytorch_loss_and_gradients() {
         virtual_classes: serde_json::from_value(r.json["virtual_classes"].clone()).unwrap(),
     };
     let cases = r.json["cases"].as_object().unwrap();
-    assert_eq!(cases.len(), 9, "every method has a case");
+    assert_eq!(cases.len(), 11, "every method has a case");
     for (case, spec) in cases {
         let mut cfg = spec["config"].clone();
         let objective: ObjectiveConfig = cfg

@@ -157,7 +157,7 @@ fn lfa_and_visual_prompts_run_and_report_base_and_novel() {
     vpt.prompt.visual = Some(vl_prompting::VisualPromptConfig {
         n_tokens: 2,
         depth: 2,
-        init_std: 0.02,
+        ..Default::default()
     });
     let report = run_prompt(&vpt, &options(&root.path().join("vpt"))).unwrap();
     assert_eq!(report.trainable_parameters, 2 * 2 * 32);
