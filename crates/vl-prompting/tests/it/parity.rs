@@ -307,3 +307,90 @@ fn every_prompt_learner_matches_pytorch_loss_and_gradients() {
         );
     }
 }
+
+fn max_abs_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn grouped_prompts_from_one_phrase_and_a_zero_bias_classify_as_one_context() {
+    let device = Device::flex();
+    let (clip, tokenizer) = setup(&device);
+    let names: Vec<String> = ["cat", "golden retriever"].map(String::from).to_vec();
+    let text = |groups, bias| {
+        let config: PromptConfig = serde_json::from_value(serde_json::json!({
+            "text": {"n_ctx": 4, "ctx_init": "a photo of a", "groups": groups, "bias": bias}
+        }))
+        .unwrap();
+        let learner = config.init(&clip, &tokenizer, 2, 0, &device).unwrap();
+        let classes = learner.class_prompts(&clip, &tokenizer, &names).unwrap();
+        learner.text_features(&clip, &classes, None)
+    };
+    let one = text(1, false);
+    let grouped = text(3, true);
+    assert_eq!(grouped.dims(), one.dims());
+    let diff = max_abs_diff(grouped, one);
+    assert!(diff < 1e-6, "3 equal groups + zero bias vs one context: {diff}");
+}
+
+#[test]
+fn bad_prompt_configs_are_errors_naming_the_field() {
+    let device = Device::flex();
+    let (clip, tokenizer) = setup(&device);
+    let error = |json: serde_json::Value| {
+        let config: PromptConfig = serde_json::from_value(json).unwrap();
+        config
+            .init(&clip, &tokenizer, 3, 0, &device)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let cases = [
+        (
+            serde_json::json!({"visual": {"n_tokens": 2, "coupled": true}}),
+            "visual.coupled",
+        ),
+        (
+            serde_json::json!({"text": {"n_ctx": 4}, "visual": {"n_tokens": 2, "coupled": true}}),
+            "n_tokens = text.n_ctx",
+        ),
+        (
+            serde_json::json!({"text": {"n_ctx": 2, "groups": 2},
+                               "visual": {"n_tokens": 2, "coupled": true}}),
+            "groups = 2",
+        ),
+        (serde_json::json!({"text": {"n_ctx": 2, "depth": 99}}), "text.depth"),
+        (
+            serde_json::json!({"text": {"n_ctx": 2, "depth": 2, "class_token_position": "middle"}}),
+            "text.class_token_position",
+        ),
+        (serde_json::json!({"text": {"n_ctx": 2, "groups": 0}}), "text.groups"),
+    ];
+    for (json, want) in cases {
+        let got = error(json.clone());
+        assert!(got.contains(want), "{json}: {got:?} does not name {want:?}");
+    }
+    // More context groups than LASP templates.
+    let config: PromptConfig =
+        serde_json::from_value(serde_json::json!({"text": {"n_ctx": 2, "groups": 3}})).unwrap();
+    let learner = config.init(&clip, &tokenizer, 1, 0, &device).unwrap();
+    let objective = ObjectiveConfig {
+        lasp_weight: 1.0,
+        ..ObjectiveConfig::default()
+    };
+    let templates = TaskTemplates {
+        lasp: Templates::new(["a photo of a {}.", "itap of a {}."]).unwrap(),
+        ..TaskTemplates::default()
+    };
+    let got = PromptTask::new(
+        &clip,
+        &tokenizer,
+        &learner,
+        &["cat".to_string()],
+        &objective,
+        &templates,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(got.contains("templates") && got.contains("2 templates"), "{got}");
+}
