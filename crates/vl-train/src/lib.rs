@@ -24,6 +24,7 @@ pub mod lafter;
 pub mod model;
 pub mod pretrain;
 pub mod prompt;
+mod prompt_train;
 pub mod renderer;
 pub mod report;
 pub mod retrieval;

@@ -22,17 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::train::checkpoint::Checkpointer;
 use serde::{Deserialize, Serialize};
 use vl_data::synthetic::{Split, SyntheticWorld, Task};
 use vl_data::{ClipTokenizer, ImagePreprocessor, PreprocessConfig};
 use vl_encoders::clip::Clip;
 use vl_prompting::model::{
-    PromptTask, TaskTemplates, loss_from_features, predict_from_features, sample_noise,
+    PromptTask, TaskTemplates, predict_from_features, sample_noise,
 };
 use vl_prompting::{
     HostRng, LfaConfig, ObjectiveConfig, PromptConfig, PromptLearner, Templates, TextPromptConfig,
@@ -41,7 +38,7 @@ use vl_prompting::{
 };
 
 use crate::atomic::{read_json, write_json_atomic};
-use crate::checkpoint::AtomicCheckpointer;
+use crate::prompt_train::{PromptTraining, StepConstants, Trained, train_prompts};
 use crate::config::PretrainConfig;
 use crate::{Error, Result};
 
@@ -496,6 +493,7 @@ pub struct PromptOptions {
 }
 
 /// Progress lines of a run: printed when verbose, always appended to `<run>/log.txt`.
+#[derive(Clone)]
 pub(crate) struct RunLog {
     path: PathBuf,
     verbose: bool,
@@ -622,6 +620,7 @@ fn write_manifest(
 }
 
 /// Labelled images of one class list: preprocessed pixels, labels.
+#[derive(Clone)]
 pub(crate) struct Images {
     /// Where each image comes from (also the manifest and the feature-cache key).
     pub(crate) sources: Vec<Source>,
@@ -1529,7 +1528,7 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
     };
 
     // The learner, its task, the optimiser.
-    let mut learner = config.prompt.init(
+    let learner = config.prompt.init(
         &clip,
         &tokenizer,
         base_names.len(),
@@ -1550,142 +1549,35 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
         &config.objective,
         &task_templates,
     )?;
-    let o = &config.optim;
-    let mut optim = match o.kind {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum(Some(MomentumConfig {
-                momentum: o.momentum,
-                dampening: 0.0,
-                nesterov: false,
-            }))
-            .with_weight_decay(Some(WeightDecayConfig::new(o.weight_decay as f32)))
-            .init(),
-        OptimizerKind::AdamW => AdamWConfig::new()
-            .with_weight_decay(o.weight_decay as f32)
-            .init(),
-    };
-    let learner_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "learner");
-    let optim_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "optim");
-    let history_path = dir.join("history.json");
-    let mut history: Vec<PromptEpoch> = Vec::new();
-    let mut start_epoch = 1;
-    let clip_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "clip");
-    let kinds: &[&str] = if peft_state.is_some() {
-        &["learner", "optim", "clip"]
-    } else {
-        &["learner", "optim"]
-    };
-    let mut clip = clip;
-    if opts.resume
-        && let Some(done) =
-            crate::checkpoint::last_complete_epoch_of(&dir.join("checkpoints"), kinds)
-    {
-        let record = Checkpointer::restore(&learner_ckpt, done)
-            .map_err(|e| Error::Training(format!("restoring learner checkpoint {done}: {e}")))?;
-        learner = learner.load_record(record);
-        if peft_state.is_some() {
-            let record = Checkpointer::restore(&clip_ckpt, done).map_err(|e| {
-                Error::Training(format!("restoring adapted-model checkpoint {done}: {e}"))
-            })?;
-            clip = clip.load_record(record);
-        }
-        let record = Checkpointer::restore(&optim_ckpt, done)
-            .map_err(|e| Error::Training(format!("restoring optimiser checkpoint {done}: {e}")))?;
-        optim = optim.load_record(record);
-        history = read_json(&history_path)?;
-        history.truncate(done);
-        start_epoch = done + 1;
-    }
-
-    let mut tuned = Tuned { learner, clip };
-    let cached = (!tuned.learner.has_visual_prompts() && peft_state.is_none())
-        .then(|| features(&tuned.learner, &tuned.clip, &train, &device))
+    // Training, on burn-train (`prompt_train`). Without visual prompts or PEFT the image
+    // features do not depend on what is trained: computed once.
+    let cached = (!learner.has_visual_prompts() && peft_state.is_none())
+        .then(|| features(&learner, &clip, &train, &device))
         .transpose()?;
-    let started = std::time::Instant::now();
-    let n = train.len();
-    for epoch in start_epoch..=o.epochs {
-        if opts
-            .stop_after_epochs
-            .is_some_and(|k| epoch >= start_epoch + k)
-        {
-            return Err(Error::Training(format!(
-                "stopped after epoch {} on request (--resume continues)",
-                epoch - 1
-            )));
-        }
-        // The epoch's order and draws depend only on (seed, epoch): resume is bit-identical.
-        let mut rng = HostRng::new(mix(config.seed ^ mix(epoch as u64)));
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut state = mix(config.seed.wrapping_mul(31).wrapping_add(epoch as u64));
-        for i in (1..n).rev() {
-            state = mix(state);
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        let lr = o.lr_at(epoch);
-        let (mut loss_sum, mut hits, mut steps) = (0.0, 0usize, 0usize);
-        for chunk in order.chunks(o.batch_size) {
-            let (px, labels) = train.batch(chunk, &device)?;
-            let image = match &cached {
-                Some(f) => {
-                    let idx = Tensor::<1, Int>::from_data(
-                        TensorData::new(
-                            chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                            [chunk.len()],
-                        ),
-                        &device,
-                    );
-                    f.clone().select(0, idx)
-                }
-                None => tuned.learner.image_features(&tuned.clip, px),
-            };
-            let noise = sample_noise(&tuned.learner, chunk.len(), &mut rng, &device);
-            let terms = loss_from_features(
-                &tuned.clip,
-                &tuned.learner,
-                &task,
-                &config.objective,
-                image.clone(),
-                labels.clone(),
-                &noise,
-            );
-            let grads = GradientsParams::from_grads(terms.total.backward(), &tuned);
-            loss_sum += f64::from(terms.total.clone().into_scalar::<f32>());
-            let probs =
-                predict_from_features(&tuned.clip, &tuned.learner, &task, image.detach(), &noise);
-            hits += accuracy(probs, labels).0;
-            steps += 1;
-            tuned = optim.step(lr, tuned, grads);
-        }
-        let record = PromptEpoch {
-            epoch,
-            lr,
-            loss: loss_sum / steps.max(1) as f64,
-            train_accuracy: 100.0 * hits as f64 / n as f64,
-        };
-        log.line(&format!(
-            "epoch {epoch}/{} lr {:.2e} loss {:.4} train acc {:.1}%",
-            o.epochs, record.lr, record.loss, record.train_accuracy
-        ));
-        history.push(record);
-        Checkpointer::save(&learner_ckpt, epoch, tuned.learner.clone().into_record())
-            .map_err(|e| Error::Training(format!("saving learner checkpoint: {e}")))?;
-        if peft_state.is_some() {
-            Checkpointer::save(&clip_ckpt, epoch, tuned.clip.clone().into_record())
-                .map_err(|e| Error::Training(format!("saving adapted-model checkpoint: {e}")))?;
-        }
-        Checkpointer::save(&optim_ckpt, epoch, optim.to_record())
-            .map_err(|e| Error::Training(format!("saving optimiser checkpoint: {e}")))?;
-        write_json_atomic(&history_path, &history)?;
-        if epoch > 2 {
-            for kind in ["learner", "optim", "clip"] {
-                let old =
-                    crate::checkpoint::checkpoint_path(&dir.join("checkpoints"), kind, epoch - 2);
-                let _ = std::fs::remove_file(old);
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let Tuned { learner, clip } = tuned;
+    let trained = train_prompts(PromptTraining {
+        dir,
+        learner,
+        clip,
+        adapted: peft_state.is_some(),
+        constants: StepConstants {
+            task,
+            objective: config.objective.clone(),
+        },
+        train: Arc::new(train.clone()),
+        features: cached,
+        optim: &config.optim,
+        seed: config.seed,
+        resume: opts.resume,
+        stop_after_epochs: opts.stop_after_epochs,
+        log: &log,
+        device: &device,
+    })?;
+    let Trained {
+        learner,
+        clip,
+        history,
+        seconds,
+    } = trained;
 
     let learned = BaseNovel::new(
         evaluate(
@@ -1861,14 +1753,6 @@ fn run_lfa(
         BaseNovel::new(acc(sets.base_test, &base_text)?, novel),
         history,
     ))
-}
-
-/// What the optimiser steps: the prompts and the (PEFT-adapted, otherwise frozen) CLIP. Frozen
-/// parameters get no gradient, so the optimiser leaves them untouched.
-#[derive(Module, Debug)]
-struct Tuned {
-    learner: PromptLearner,
-    clip: Clip,
 }
 
 /// The LFA map as a module (so the optimiser can step it).

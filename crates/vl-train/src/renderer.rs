@@ -33,8 +33,13 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+/// Called with every finished epoch's record.
+pub type EpochHook = Box<dyn FnMut(&EpochRecord) + Send + Sync>;
+
 /// Prints progress and records [`EpochRecord`]s into `history_path`.
 pub struct ProgressRenderer {
+    quiet: bool,
+    on_epoch: Option<EpochHook>,
     names: HashMap<MetricId, String>,
     history: Vec<EpochRecord>,
     history_path: PathBuf,
@@ -54,6 +59,8 @@ impl ProgressRenderer {
     /// A renderer continuing `history` (the records of epochs before the resumed one).
     pub fn new(history_path: PathBuf, history: Vec<EpochRecord>) -> Self {
         Self {
+            quiet: false,
+            on_epoch: None,
             names: HashMap::new(),
             history,
             history_path,
@@ -68,6 +75,19 @@ impl ProgressRenderer {
             split_started: Instant::now(),
             tty: std::io::stderr().is_terminal(),
         }
+    }
+
+    /// Prints nothing itself (no progress bars, no epoch lines); the history is still written
+    /// and the epoch hook still called. For short runs that log through [`Self::on_epoch`].
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// Calls `hook` with every finished epoch's record (after the history is written).
+    pub fn on_epoch(mut self, hook: EpochHook) -> Self {
+        self.on_epoch = Some(hook);
+        self
     }
 
     fn record(&mut self, state: &MetricState, valid: bool) {
@@ -129,6 +149,9 @@ impl TrainingProgressLogger for ProgressRenderer {
         self.epoch = starting_epoch;
         self.epoch_started = Instant::now();
         let what = label.unwrap_or("training");
+        if self.quiet {
+            return;
+        }
         if starting_epoch > 1 {
             eprintln!("{what}: resuming at epoch {starting_epoch}/{total_epochs}");
         } else {
@@ -143,17 +166,22 @@ impl TrainingProgressLogger for ProgressRenderer {
             valid: std::mem::take(&mut self.valid),
             seconds: self.epoch_started.elapsed().as_secs_f64(),
         };
-        eprintln!(
-            "epoch {epoch}/{} ({:.0} s) | train: {} | held-out: {}",
-            self.total_epochs,
-            record.seconds,
-            Self::metrics_line(&record.train),
-            Self::metrics_line(&record.valid)
-        );
+        if !self.quiet {
+            eprintln!(
+                "epoch {epoch}/{} ({:.0} s) | train: {} | held-out: {}",
+                self.total_epochs,
+                record.seconds,
+                Self::metrics_line(&record.train),
+                Self::metrics_line(&record.valid)
+            );
+        }
         self.history.retain(|r| r.epoch < epoch);
-        self.history.push(record);
+        self.history.push(record.clone());
         if let Err(e) = write_json_atomic(&self.history_path, &self.history) {
             eprintln!("warning: could not write the epoch history: {e}");
+        }
+        if let Some(hook) = self.on_epoch.as_mut() {
+            hook(&record);
         }
         self.epoch = epoch + 1;
         self.epoch_started = Instant::now();
@@ -167,6 +195,9 @@ impl TrainingProgressLogger for ProgressRenderer {
     }
 
     fn update_split(&mut self, items_processed: usize) {
+        if self.quiet {
+            return;
+        }
         let total = self.total_items.max(1);
         let tenth = items_processed * 10 / total;
         if !self.tty && tenth == self.last_printed_tenth {
@@ -201,7 +232,7 @@ impl TrainingProgressLogger for ProgressRenderer {
     }
 
     fn end_split(&mut self) {
-        if self.tty {
+        if self.tty && !self.quiet {
             eprint!("\r\x1b[2K");
         }
     }

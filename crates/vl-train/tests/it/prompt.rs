@@ -92,6 +92,22 @@ fn prompt_runs_are_reproducible_resumable_and_leave_the_encoders_untouched() {
         read(a.join("prompt.safetensors"))
     );
 
+    // burn-train's checkpoints hold the trainable parameters only, never the frozen CLIP.
+    let model_bytes = read(model.join("model.safetensors")).len();
+    let checkpoints: Vec<_> = std::fs::read_dir(r.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("model-"))
+        .collect();
+    assert!(!checkpoints.is_empty(), "burn-train wrote model checkpoints");
+    for path in checkpoints {
+        let bytes = read(&path).len();
+        assert!(
+            bytes * 20 < model_bytes,
+            "{path:?}: {bytes} bytes, the CLIP has {model_bytes}"
+        );
+    }
+
     // The frozen encoders: the checkpoint file and the weights are unchanged.
     assert_eq!(read(model.join("model.safetensors")), weights_before);
     let clip_after = vl_train::pretrain::load_exported(&model, &device).unwrap();
