@@ -21,11 +21,15 @@
 //! (`SyntheticWorld::class_descriptions`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use burn::data::dataloader::{DataLoader, DataLoaderIterator};
 use burn::module::Module;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use burn::train::{ClassificationOutput, InferenceStep, Learner, TrainOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 use vl_data::ClipTokenizer;
 use vl_data::augment::{AugmentConfig, sample_seed};
@@ -36,6 +40,7 @@ use vl_prompting::{
 };
 
 use crate::prompt::{Images, PromptEpoch, RunLog, labels_of, mix};
+use crate::prompt_train::{BatchIter, ErrorSlot, FitRun, fit, resume_point, rows, shuffled};
 use crate::{Error, Result};
 
 /// Where stage 2's pseudo-labels come from.
@@ -119,12 +124,16 @@ impl Default for LafterConfig {
     }
 }
 
-/// What stage 2 trains.
+/// What stage 2 trains (burn-train's model; checkpoints hold all of it, the CLIP included,
+/// since its LayerNorms train).
 #[derive(Module, Debug)]
 struct LafterModel {
     learner: PromptLearner,
     clip: Clip,
     classifier: TextClassifier,
+    /// Label smoothing of the pseudo-label loss.
+    #[module(skip)]
+    smoothing: f64,
 }
 
 impl LafterModel {
@@ -132,6 +141,147 @@ impl LafterModel {
         self.classifier
             .forward(self.learner.image_features(&self.clip, pixels))
     }
+
+    /// The loss, the teacher's logits (the pseudo-labels) and the withheld labels of a batch.
+    fn forward(&self, batch: LafterBatch) -> (Tensor<1>, Tensor<2>, Tensor<1, Int>) {
+        let weak = match batch.weak {
+            WeakView::Logits(logits) => logits,
+            WeakView::Pixels(pixels) => self.logits(pixels).detach(),
+        };
+        let strong = self.logits(batch.strong);
+        let loss = pseudo_label_loss(weak.clone(), strong, self.smoothing);
+        (loss, weak, batch.truth)
+    }
+}
+
+/// Where a batch's pseudo-labels come from.
+#[derive(Debug, Clone)]
+enum WeakView {
+    /// The frozen teacher's logits, `[batch_size, n_classes]`.
+    Logits(Tensor<2>),
+    /// A weakly augmented view for the student teacher, `[batch_size, 3, h, w]`.
+    Pixels(Tensor<4>),
+}
+
+/// One stage-2 step's input.
+#[derive(Debug, Clone)]
+struct LafterBatch {
+    weak: WeakView,
+    /// The strongly augmented view, `[batch_size, 3, h, w]`.
+    strong: Tensor<4>,
+    /// The withheld labels, for the pseudo-label accuracy metric only.
+    truth: Tensor<1, Int>,
+}
+
+impl TrainStep for LafterModel {
+    type Input = LafterBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: LafterBatch) -> TrainOutput<ClassificationOutput> {
+        let (loss, weak, truth) = self.forward(batch);
+        let grads = loss.backward();
+        // "Accuracy" of the teacher's logits against the withheld labels: how often the
+        // pseudo-label is right (a diagnostic; no label is used in training).
+        TrainOutput::new(
+            self,
+            grads,
+            ClassificationOutput::new(loss.detach(), weak, truth),
+        )
+    }
+}
+
+impl InferenceStep for LafterModel {
+    type Input = LafterBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: LafterBatch) -> ClassificationOutput {
+        let (loss, weak, truth) = self.forward(batch);
+        ClassificationOutput::new(loss, weak, truth)
+    }
+}
+
+/// Stage 2's data: epoch `e` is a pure function of `(seed, e)` (order and augmentations).
+#[derive(Clone)]
+struct LafterLoader {
+    pool: Arc<Images>,
+    train_set: Arc<Vec<usize>>,
+    teacher: Option<Tensor<2>>,
+    weak: Arc<AugmentConfig>,
+    strong: Arc<AugmentConfig>,
+    withheld: Arc<Vec<usize>>,
+    seed: u64,
+    batch_size: usize,
+    epoch: Arc<AtomicUsize>,
+    errors: ErrorSlot,
+    device: Device,
+}
+
+impl LafterLoader {
+    fn batch(&self, chunk: &[usize], epoch: usize) -> Result<LafterBatch> {
+        let seed = self.seed;
+        let view_seed = |i: usize, salt: u64| mix(sample_seed(seed, epoch as u64, i as u64) ^ salt);
+        let weak = match &self.teacher {
+            Some(all) => WeakView::Logits(all.clone().select(0, rows(chunk, &self.device))),
+            None => WeakView::Pixels(
+                self.pool
+                    .batch_with(chunk, &self.device, |i, image| {
+                        self.weak.apply(&image, view_seed(i, 1))
+                    })?
+                    .0,
+            ),
+        };
+        let (strong, _) = self.pool.batch_with(chunk, &self.device, |i, image| {
+            self.strong.apply(&image, view_seed(i, 2))
+        })?;
+        let truth: Vec<i64> = chunk.iter().map(|&i| self.withheld[i] as i64).collect();
+        Ok(LafterBatch {
+            weak,
+            strong,
+            truth: Tensor::from_data(TensorData::new(truth, [chunk.len()]), &self.device),
+        })
+    }
+}
+
+impl DataLoader<LafterBatch> for LafterLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<LafterBatch> + 'a> {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::new(BatchIter::new(
+            shuffled(&self.train_set, self.seed, epoch),
+            self.batch_size,
+            &self.errors,
+            move |chunk| self.batch(chunk, epoch),
+        ))
+    }
+
+    fn num_items(&self) -> usize {
+        self.train_set.len()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<LafterBatch>> {
+        let mut moved = self.clone();
+        moved.device = device.clone();
+        moved.teacher = self.teacher.clone().map(|t| t.to_device(device));
+        Arc::new(moved)
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<LafterBatch>> {
+        // Only used to split data across devices (LaFTer runs on one): the pool images
+        // `start..end` of the training set.
+        let end = end.min(self.train_set.len());
+        let mut sliced = self.clone();
+        sliced.train_set = Arc::new(self.train_set[start.min(end)..end].to_vec());
+        Arc::new(sliced)
+    }
+}
+
+/// Where a LaFTer run writes its checkpoints and whether it resumes.
+pub(crate) struct LafterRun<'a> {
+    /// The run directory.
+    pub dir: &'a Path,
+    /// Continue from the last complete checkpoint.
+    pub resume: bool,
+    /// Stop after this many stage-2 epochs (tests of resume).
+    pub stop_after_epochs: Option<usize>,
 }
 
 /// What [`run_lafter`] reports.
@@ -158,6 +308,7 @@ pub(crate) fn run_lafter(
     seed: u64,
     device: &Device,
     log: &RunLog,
+    run: LafterRun<'_>,
 ) -> Result<LafterOutcome> {
     // Stage 1: the text-only classifier.
     let mut texts = Vec::new();
@@ -235,10 +386,11 @@ pub(crate) fn run_lafter(
     };
     let (tuned_clip, state) = vl_peft::apply_peft(clip.clone(), &ln, mix(seed ^ 0x1A))
         .map_err(|e| Error::Training(e.to_string()))?;
-    let mut model = LafterModel {
+    let model = LafterModel {
         learner,
         clip: tuned_clip,
         classifier,
+        smoothing: lafter.smoothing,
     };
     let text_only = accuracy(&model, test)?;
     let n = pool.len();
@@ -319,77 +471,46 @@ pub(crate) fn run_lafter(
             found: e.to_string(),
         })?;
     }
-    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
-    let mut history = Vec::new();
-    for epoch in 1..=lafter.epochs {
-        let mut order = train_set.clone();
-        let mut s = mix(seed.wrapping_mul(31).wrapping_add(epoch as u64));
-        for i in (1..order.len()).rev() {
-            s = mix(s);
-            order.swap(i, (s % (i as u64 + 1)) as usize);
-        }
-        let (mut loss_sum, mut agree, mut steps) = (0.0, 0usize, 0usize);
-        for chunk in order.chunks(lafter.batch_size) {
-            let view_seed =
-                |i: usize, salt: u64| mix(sample_seed(seed, epoch as u64, i as u64) ^ salt);
-            let weak_logits = match &frozen_teacher {
-                Some(all) => {
-                    let rows = chunk.iter().map(|&i| i as i64).collect::<Vec<_>>();
-                    all.clone().select(
-                        0,
-                        Tensor::<1, Int>::from_data(TensorData::new(rows, [chunk.len()]), device),
-                    )
-                }
-                None => {
-                    let (pw, _) = pool.batch_with(chunk, device, |i, image| {
-                        weak.apply(&image, view_seed(i, 1))
-                    })?;
-                    model.logits(pw).detach()
-                }
-            };
-            let (ps, _) = pool.batch_with(chunk, device, |i, image| {
-                strong.apply(&image, view_seed(i, 2))
-            })?;
-            let strong_logits = model.logits(ps);
-            // Diagnostics only: how often the pseudo-label is the withheld true label.
-            let truth = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    chunk
-                        .iter()
-                        .map(|&i| withheld[i] as i64)
-                        .collect::<Vec<_>>(),
-                    [chunk.len()],
-                ),
-                device,
-            );
-            agree += weak_logits
-                .clone()
-                .argmax(1)
-                .reshape([chunk.len()])
-                .equal(truth)
-                .int()
-                .sum()
-                .into_scalar::<i64>() as usize;
-            let loss = pseudo_label_loss(weak_logits, strong_logits, lafter.smoothing);
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
-            steps += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lafter.lr, model, grads);
-        }
-        let record = PromptEpoch {
-            epoch,
-            lr: lafter.lr,
-            loss: loss_sum / steps.max(1) as f64,
-            // With no labels, "training accuracy" is the pseudo-labels' agreement with the
-            // withheld labels.
-            train_accuracy: 100.0 * agree as f64 / order.len().max(1) as f64,
-        };
-        log.line(&format!(
-            "LaFTer epoch {epoch}/{} loss {:.4} pseudo-label accuracy {:.1}%",
-            lafter.epochs, record.loss, record.train_accuracy
-        ));
-        history.push(record);
-    }
+    // Stage 2 on burn-train: AdamW without weight decay at a constant learning rate.
+    let (done, history) = resume_point(run.dir, run.resume)?;
+    let loader = LafterLoader {
+        pool: Arc::new(pool.clone()),
+        train_set: Arc::new(train_set),
+        teacher: frozen_teacher,
+        weak: Arc::new(weak),
+        strong: Arc::new(strong),
+        withheld: Arc::new(withheld),
+        seed,
+        batch_size: lafter.batch_size.max(1),
+        epoch: Arc::new(AtomicUsize::new(done.unwrap_or(0))),
+        errors: ErrorSlot::default(),
+        device: device.clone(),
+    };
+    let errors = Arc::clone(&loader.errors);
+    let learner = Learner::new(
+        model,
+        AdamWConfig::new().with_weight_decay(0.0).init(),
+        lafter.lr,
+    );
+    let (model, history, _) = fit(
+        learner,
+        Arc::new(loader),
+        FitRun {
+            dir: run.dir,
+            epochs: lafter.epochs,
+            done,
+            history,
+            stop_after_epochs: run.stop_after_epochs,
+            log,
+            line: |e, epochs| {
+                format!(
+                    "LaFTer epoch {}/{epochs} loss {:.4} pseudo-label accuracy {:.1}%",
+                    e.epoch, e.loss, e.train_accuracy
+                )
+            },
+            errors,
+        },
+    )?;
     Ok(LafterOutcome {
         accuracy: accuracy(&model, test)?,
         history,

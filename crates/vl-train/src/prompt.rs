@@ -1362,6 +1362,11 @@ pub fn run_prompt(config: &PromptRunConfig, opts: &PromptOptions) -> Result<Prom
             config.seed,
             &device,
             &log,
+            crate::lafter::LafterRun {
+                dir,
+                resume: opts.resume,
+                stop_after_epochs: opts.stop_after_epochs,
+            },
         )?;
         let report = PromptReport {
             config: config.clone(),

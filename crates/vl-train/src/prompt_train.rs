@@ -30,7 +30,8 @@ use burn::store::ModuleRecord;
 use burn::train::checkpoint::{Checkpointer, KeepLastNCheckpoints};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{
-    ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
+    ClassificationOutput, InferenceStep, Learner, LearnerModel, SupervisedTraining, TrainOutput,
+    TrainStep,
 };
 use vl_encoders::clip::Clip;
 use vl_prompting::model::{PromptTask, loss_from_features, predict_from_features, sample_noise};
@@ -194,6 +195,86 @@ impl LrScheduler for DasslSchedule {
     }
 }
 
+/// The order of `items` in epoch `epoch` of a run with `seed` (a seeded Fisher-Yates shuffle;
+/// the same permutation for every loop of this crate).
+pub(crate) fn shuffled(items: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order = items.to_vec();
+    let mut state = mix(seed.wrapping_mul(31).wrapping_add(epoch as u64));
+    for i in (1..order.len()).rev() {
+        state = mix(state);
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// The first error a loader hit, kept with its type for the run's result (burn-train only
+/// learns that the data failed).
+pub(crate) type ErrorSlot = Arc<Mutex<Option<Error>>>;
+
+/// The first error in `slot`, if any.
+pub(crate) fn take_error(slot: &ErrorSlot) -> Option<Error> {
+    slot.lock().ok().and_then(|mut slot| slot.take())
+}
+
+/// Batches of `order` in chunks of `batch_size`, each made by `make`; the first error ends the
+/// pass (and lands in `errors`).
+pub(crate) struct BatchIter<'a, B> {
+    order: Vec<usize>,
+    next: usize,
+    batch_size: usize,
+    make: Box<dyn FnMut(&[usize]) -> Result<B> + 'a>,
+    errors: ErrorSlot,
+    failed: bool,
+}
+
+impl<'a, B> BatchIter<'a, B> {
+    pub(crate) fn new(
+        order: Vec<usize>,
+        batch_size: usize,
+        errors: &ErrorSlot,
+        make: impl FnMut(&[usize]) -> Result<B> + 'a,
+    ) -> Self {
+        Self {
+            order,
+            next: 0,
+            batch_size: batch_size.max(1),
+            make: Box::new(make),
+            errors: Arc::clone(errors),
+            failed: false,
+        }
+    }
+}
+
+impl<B> Iterator for BatchIter<'_, B> {
+    type Item = std::result::Result<B, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let chunk = self.order[self.next..end].to_vec();
+        self.next = end;
+        match (self.make)(&chunk) {
+            Ok(batch) => Some(Ok(batch)),
+            Err(e) => {
+                self.failed = true;
+                let message = e.to_string();
+                if let Ok(mut slot) = self.errors.lock() {
+                    slot.get_or_insert(e);
+                }
+                Some(Err(DatasetError::new(std::io::Error::other(message))))
+            }
+        }
+    }
+}
+
+impl<B> DataLoaderIterator<B> for BatchIter<'_, B> {
+    fn progress(&self) -> Progress {
+        Progress::new(self.next, self.order.len(), None)
+    }
+}
+
 /// The training data: epoch `e`'s batches are a pure function of `(seed, e)`.
 #[derive(Clone)]
 pub(crate) struct PromptLoader {
@@ -207,8 +288,7 @@ pub(crate) struct PromptLoader {
     batch_size: usize,
     /// The epoch of the next pass minus one (advanced by `iter`).
     epoch: Arc<AtomicUsize>,
-    /// The first decoding error, kept with its type for the run's result.
-    error: Arc<Mutex<Option<Error>>>,
+    errors: ErrorSlot,
     device: Device,
 }
 
@@ -230,26 +310,9 @@ impl PromptLoader {
             seed,
             batch_size: batch_size.max(1),
             epoch: Arc::new(AtomicUsize::new(start_epoch.saturating_sub(1))),
-            error: Arc::new(Mutex::new(None)),
+            errors: ErrorSlot::default(),
             device: device.clone(),
         }
-    }
-
-    /// The first error a batch hit, if any.
-    pub(crate) fn take_error(&self) -> Option<Error> {
-        self.error.lock().ok().and_then(|mut slot| slot.take())
-    }
-
-    /// Epoch `epoch`'s order of the training images (a seeded Fisher-Yates shuffle).
-    fn order(&self, epoch: usize) -> Vec<usize> {
-        let n = self.images.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut state = mix(self.seed.wrapping_mul(31).wrapping_add(epoch as u64));
-        for i in (1..n).rev() {
-            state = mix(state);
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        order
     }
 
     fn batch(&self, chunk: &[usize], rng: &mut HostRng) -> Result<PromptBatch> {
@@ -257,16 +320,7 @@ impl PromptLoader {
         let labels =
             Tensor::<1, Int>::from_data(TensorData::new(labels, [chunk.len()]), &self.device);
         let image = match &self.features {
-            Some(f) => {
-                let idx = Tensor::<1, Int>::from_data(
-                    TensorData::new(
-                        chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                        [chunk.len()],
-                    ),
-                    &self.device,
-                );
-                StepImage::Features(f.clone().select(0, idx))
-            }
+            Some(f) => StepImage::Features(f.clone().select(0, rows(chunk, &self.device))),
             None => StepImage::Pixels(self.images.batch(chunk, &self.device)?.0),
         };
         let noise = sample_noise(&self.shape, chunk.len(), rng, &self.device);
@@ -278,55 +332,29 @@ impl PromptLoader {
     }
 }
 
-struct PromptLoaderIter<'a> {
-    loader: &'a PromptLoader,
-    order: Vec<usize>,
-    next: usize,
-    rng: HostRng,
-    failed: bool,
-}
-
-impl Iterator for PromptLoaderIter<'_> {
-    type Item = std::result::Result<PromptBatch, DatasetError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.next >= self.order.len() {
-            return None;
-        }
-        let end = (self.next + self.loader.batch_size).min(self.order.len());
-        let chunk = &self.order[self.next..end];
-        self.next = end;
-        match self.loader.batch(chunk, &mut self.rng) {
-            Ok(batch) => Some(Ok(batch)),
-            Err(e) => {
-                self.failed = true;
-                let message = e.to_string();
-                if let Ok(mut slot) = self.loader.error.lock() {
-                    slot.get_or_insert(e);
-                }
-                Some(Err(DatasetError::new(std::io::Error::other(message))))
-            }
-        }
-    }
-}
-
-impl DataLoaderIterator<PromptBatch> for PromptLoaderIter<'_> {
-    fn progress(&self) -> Progress {
-        Progress::new(self.next, self.order.len(), None)
-    }
+/// `chunk` as an index tensor.
+pub(crate) fn rows(chunk: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(
+        TensorData::new(
+            chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [chunk.len()],
+        ),
+        device,
+    )
 }
 
 impl DataLoader<PromptBatch> for PromptLoader {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<PromptBatch> + 'a> {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        Box::new(PromptLoaderIter {
-            loader: self,
-            order: self.order(epoch),
-            next: 0,
-            // The epoch's Monte Carlo draws, in batch order.
-            rng: HostRng::new(mix(self.seed ^ mix(epoch as u64))),
-            failed: false,
-        })
+        let all: Vec<usize> = (0..self.images.len()).collect();
+        // The epoch's Monte Carlo draws, in batch order.
+        let mut rng = HostRng::new(mix(self.seed ^ mix(epoch as u64)));
+        Box::new(BatchIter::new(
+            shuffled(&all, self.seed, epoch),
+            self.batch_size,
+            &self.errors,
+            move |chunk| self.batch(chunk, &mut rng),
+        ))
     }
 
     fn num_items(&self) -> usize {
@@ -356,37 +384,144 @@ impl DataLoader<PromptBatch> for PromptLoader {
     }
 }
 
-/// A loader with no items (prompt runs evaluate after training, not per epoch).
-struct NoValidation;
+/// A loader with no items (these runs evaluate after training, not per epoch).
+pub(crate) struct NoValidation;
 
-struct Empty;
-
-impl Iterator for Empty {
-    type Item = std::result::Result<PromptBatch, DatasetError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        None
-    }
-}
-
-impl DataLoaderIterator<PromptBatch> for Empty {
-    fn progress(&self) -> Progress {
-        Progress::new(0, 0, None)
-    }
-}
-
-impl DataLoader<PromptBatch> for NoValidation {
-    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<PromptBatch> + 'a> {
-        Box::new(Empty)
+impl<B: Send + Sync + 'static> DataLoader<B> for NoValidation {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<B> + 'a> {
+        Box::new(BatchIter::new(Vec::new(), 1, &ErrorSlot::default(), |_| {
+            Err(Error::Training("no validation data".into()))
+        }))
     }
     fn num_items(&self) -> usize {
         0
     }
-    fn to_device(&self, _device: &Device) -> Arc<dyn DataLoader<PromptBatch>> {
+    fn to_device(&self, _device: &Device) -> Arc<dyn DataLoader<B>> {
         Arc::new(NoValidation)
     }
-    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<PromptBatch>> {
+    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<B>> {
         Arc::new(NoValidation)
     }
+}
+
+/// Where a run stands: the last complete epoch to resume from (if `resume` and there is one)
+/// and the history of the epochs before the one it starts at.
+pub(crate) fn resume_point(
+    dir: &std::path::Path,
+    resume: bool,
+) -> Result<(Option<usize>, Vec<EpochRecord>)> {
+    let done = if resume {
+        crate::checkpoint::last_complete_epoch(&dir.join("checkpoints")).filter(|&d| d > 0)
+    } else {
+        None
+    };
+    let history_path = dir.join("history.json");
+    let mut history: Vec<EpochRecord> = match done {
+        Some(_) if history_path.is_file() => read_json(&history_path)?,
+        _ => Vec::new(),
+    };
+    history.retain(|r| r.epoch <= done.unwrap_or(0));
+    Ok((done, history))
+}
+
+/// How [`fit`] runs: where, how long, and how an epoch is logged.
+pub(crate) struct FitRun<'a> {
+    /// Run directory: `checkpoints/`, `history.json`, burn-train's metric logs in `train/`.
+    pub dir: &'a std::path::Path,
+    /// Epochs of the whole run.
+    pub epochs: usize,
+    /// The last complete epoch and the history before it ([`resume_point`]).
+    pub done: Option<usize>,
+    pub history: Vec<EpochRecord>,
+    /// Stop after this many epochs (tests of resume).
+    pub stop_after_epochs: Option<usize>,
+    /// The run's log and the line written for each epoch.
+    pub log: &'a RunLog,
+    pub line: fn(&PromptEpoch, usize) -> String,
+    /// The loader's error slot.
+    pub errors: ErrorSlot,
+}
+
+/// Trains `learner` on `train` with burn-train (loss, accuracy and learning-rate metrics;
+/// atomic model/optimiser/scheduler checkpoints, the last two kept; resume from `run.done`).
+/// Returns the trained model (training mode), the per-epoch history and the seconds spent.
+pub(crate) fn fit<M>(
+    learner: Learner<M>,
+    train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
+    run: FitRun<'_>,
+) -> Result<(M, Vec<PromptEpoch>, f64)>
+where
+    M: LearnerModel
+        + TrainStep<Output = ClassificationOutput>
+        + InferenceStep<Output = ClassificationOutput>,
+    <M as InferenceStep>::Input: Send + Sync + 'static,
+{
+    let checkpoints = run.dir.join("checkpoints");
+    let history_path = run.dir.join("history.json");
+    let start_epoch = run.done.map_or(1, |d| d + 1);
+    let epochs = run.epochs;
+    let last_epoch = match run.stop_after_epochs {
+        Some(k) => (start_epoch - 1 + k).min(epochs),
+        None => epochs,
+    };
+    let log = run.log.clone();
+    let line = run.line;
+    let renderer = ProgressRenderer::new(history_path.clone(), run.history)
+        .quiet()
+        .on_epoch(Box::new(move |record: &EpochRecord| {
+            log.line(&line(&epoch_of(record), epochs));
+        }));
+    let mut training = SupervisedTraining::new(
+        run.dir.join("train"),
+        train,
+        Arc::new(NoValidation) as Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
+    )
+    .metric_train_numeric(LossMetric::new())
+    .metric_train_numeric(AccuracyMetric::new())
+    .metric_train_numeric(LearningRateMetric::new())
+    .num_epochs(last_epoch)
+    .with_custom_checkpointers(
+        AtomicCheckpointer::new(&checkpoints, "model"),
+        AtomicCheckpointer::new(&checkpoints, "optim"),
+        AtomicCheckpointer::new(&checkpoints, "scheduler"),
+    )
+    .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
+    .with_application_logger(None)
+    .renderer(Box::new(renderer));
+    if let Some(done) = run.done {
+        training = training.checkpoint(done);
+    }
+    let started = std::time::Instant::now();
+    let model = if start_epoch <= last_epoch {
+        let result = training.launch(learner);
+        if let Some(e) = take_error(&run.errors) {
+            return Err(e);
+        }
+        if let Some(error) = result.error {
+            return Err(Error::Training(error.to_string()));
+        }
+        result.model.train()
+    } else {
+        // Every epoch was trained before (the run stopped during the final evaluation): the
+        // last checkpoint is the trained model.
+        let record = Checkpointer::<ModuleRecord>::restore(
+            &AtomicCheckpointer::new(&checkpoints, "model"),
+            start_epoch - 1,
+        )
+        .map_err(|e| Error::Training(format!("restoring checkpoint {}: {e}", start_epoch - 1)))?;
+        learner
+            .model()
+            .try_load_record(record)
+            .map_err(|e| Error::Training(format!("loading checkpoint {}: {e}", start_epoch - 1)))?
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if last_epoch < epochs {
+        return Err(Error::Training(format!(
+            "stopped after epoch {last_epoch} on request (--resume continues)"
+        )));
+    }
+    let history: Vec<EpochRecord> = read_json(&history_path)?;
+    Ok((model, history.iter().map(epoch_of).collect(), seconds))
 }
 
 /// Everything [`train_prompts`] needs.
@@ -441,29 +576,17 @@ fn epoch_of(record: &EpochRecord) -> PromptEpoch {
 /// Trains the prompts (and PEFT adapters) on burn-train.
 pub(crate) fn train_prompts(t: PromptTraining<'_>) -> Result<Trained> {
     let o = t.optim;
-    let checkpoints = t.dir.join("checkpoints");
-    let history_path = t.dir.join("history.json");
-    let done = if t.resume {
-        crate::checkpoint::last_complete_epoch(&checkpoints).filter(|&d| d > 0)
-    } else {
-        None
-    };
-    let start_epoch = done.map_or(1, |d| d + 1);
-    let mut history: Vec<EpochRecord> = match done {
-        Some(_) if history_path.is_file() => read_json(&history_path)?,
-        _ => Vec::new(),
-    };
-    history.retain(|r| r.epoch < start_epoch);
-
+    let (done, history) = resume_point(t.dir, t.resume)?;
     let loader = PromptLoader::new(
         Arc::clone(&t.train),
         t.features,
         &t.learner,
         t.seed,
         o.batch_size,
-        start_epoch,
+        done.map_or(1, |d| d + 1),
         t.device,
     );
+    let errors = Arc::clone(&loader.errors);
     let steps_per_epoch = t.train.len().div_ceil(o.batch_size.max(1));
     let (adapted, frozen) = if t.adapted {
         (Some(t.clip), None)
@@ -498,74 +621,25 @@ pub(crate) fn train_prompts(t: PromptTraining<'_>) -> Result<Trained> {
             schedule,
         ),
     };
-    let last_epoch = match t.stop_after_epochs {
-        Some(k) => (start_epoch - 1 + k).min(o.epochs),
-        None => o.epochs,
-    };
-    let log = t.log;
-    let epochs = o.epochs;
-    let renderer = ProgressRenderer::new(history_path.clone(), history)
-        .quiet()
-        .on_epoch(Box::new({
-            let log = log.clone();
-            move |record: &EpochRecord| {
-                let e = epoch_of(record);
-                log.line(&format!(
+    let (model, history, seconds) = fit(
+        learner,
+        Arc::new(loader),
+        FitRun {
+            dir: t.dir,
+            epochs: o.epochs,
+            done,
+            history,
+            stop_after_epochs: t.stop_after_epochs,
+            log: t.log,
+            line: |e, epochs| {
+                format!(
                     "epoch {}/{epochs} lr {:.2e} loss {:.4} train acc {:.1}%",
                     e.epoch, e.lr, e.loss, e.train_accuracy
-                ));
-            }
-        }));
-    let mut training = SupervisedTraining::new(
-        t.dir.join("train"),
-        Arc::new(loader.clone()) as Arc<dyn DataLoader<PromptBatch>>,
-        Arc::new(NoValidation) as Arc<dyn DataLoader<PromptBatch>>,
-    )
-    .metric_train_numeric(LossMetric::new())
-    .metric_train_numeric(AccuracyMetric::new())
-    .metric_train_numeric(LearningRateMetric::new())
-    .num_epochs(last_epoch)
-    .with_custom_checkpointers(
-        AtomicCheckpointer::new(&checkpoints, "model"),
-        AtomicCheckpointer::new(&checkpoints, "optim"),
-        AtomicCheckpointer::new(&checkpoints, "scheduler"),
-    )
-    .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
-    .with_application_logger(None)
-    .renderer(Box::new(renderer));
-    if let Some(done) = done {
-        training = training.checkpoint(done);
-    }
-    let started = std::time::Instant::now();
-    let model = if start_epoch <= last_epoch {
-        let result = training.launch(learner);
-        if let Some(e) = loader.take_error() {
-            return Err(e);
-        }
-        if let Some(error) = result.error {
-            return Err(Error::Training(error.to_string()));
-        }
-        result.model.train()
-    } else {
-        // Every epoch was trained before (the run stopped during the final evaluation): the
-        // last checkpoint is the trained model.
-        let record = Checkpointer::<ModuleRecord>::restore(
-            &AtomicCheckpointer::new(&checkpoints, "model"),
-            start_epoch - 1,
-        )
-        .map_err(|e| Error::Training(format!("restoring checkpoint {}: {e}", start_epoch - 1)))?;
-        learner
-            .model()
-            .try_load_record(record)
-            .map_err(|e| Error::Training(format!("loading checkpoint {}: {e}", start_epoch - 1)))?
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    let history: Vec<EpochRecord> = read_json(&history_path)?;
-    if last_epoch < epochs {
-        return Err(Error::Training(format!(
-            "stopped after epoch {last_epoch} on request (--resume continues)"
-        )));
-    }
+                )
+            },
+            errors,
+        },
+    )?;
     let clip = match (model.adapted, model.frozen) {
         (Some(clip), _) => clip,
         (None, Some(clip)) => Arc::unwrap_or_clone(clip),
@@ -574,7 +648,7 @@ pub(crate) fn train_prompts(t: PromptTraining<'_>) -> Result<Trained> {
     Ok(Trained {
         learner: model.learner,
         clip,
-        history: history.iter().map(epoch_of).collect(),
+        history,
         seconds,
     })
 }

@@ -395,6 +395,18 @@ fn lafter_trains_a_text_classifier_then_adapts_without_labels() {
         "{log}"
     );
 
+    // Stage 2 runs on burn-train: killed after one epoch and resumed, it ends where an
+    // uninterrupted run does.
+    let resumed = root.path().join("lafter-resumed");
+    let mut first = options(&resumed);
+    first.stop_after_epochs = Some(1);
+    assert!(run_prompt(&c, &first).is_err());
+    let mut again = options(&resumed);
+    again.resume = true;
+    let report_r = run_prompt(&c, &again).unwrap();
+    assert_eq!(report_r.learned, report.learned);
+    assert_eq!(report_r.history, report.history);
+
     // Descriptions from a file must cover every class.
     let path = root.path().join("descriptions.json");
     std::fs::write(&path, r#"{"a red": ["something red"]}"#).unwrap();
