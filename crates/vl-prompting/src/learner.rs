@@ -477,7 +477,11 @@ fn torch_linear(rng: &mut HostRng, d_in: usize, d_out: usize, device: &Device) -
     let mut layer = LinearConfig::new(d_in, d_out).init(device);
     let bound = 1.0 / (d_in as f64).sqrt();
     layer.weight = Param::from_tensor(rng.uniform_tensor([d_in, d_out], bound, device));
-    layer.bias = Some(Param::from_tensor(rng.uniform_tensor([d_out], bound, device)));
+    layer.bias = Some(Param::from_tensor(rng.uniform_tensor(
+        [d_out],
+        bound,
+        device,
+    )));
     layer
 }
 
@@ -832,8 +836,8 @@ impl PromptLearner {
             .expect("coupled visual prompts have a text context")
             .val();
         let [_, n_ctx, d] = ctx.dims();
-        let text_layers = std::iter::once(ctx.reshape([n_ctx, d]))
-            .chain(self.text_deep.iter().map(|p| p.val()));
+        let text_layers =
+            std::iter::once(ctx.reshape([n_ctx, d])).chain(self.text_deep.iter().map(|p| p.val()));
         self.coupling
             .iter()
             .zip(text_layers)

@@ -385,5 +385,3 @@ pub fn loss_from_features(
         kl,
     }
 }
-
-

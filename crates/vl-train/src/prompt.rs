@@ -28,9 +28,7 @@ use serde::{Deserialize, Serialize};
 use vl_data::synthetic::{Split, SyntheticWorld, Task};
 use vl_data::{ClipTokenizer, ImagePreprocessor, PreprocessConfig};
 use vl_encoders::clip::Clip;
-use vl_prompting::model::{
-    PromptTask, TaskTemplates, predict_from_features, sample_noise,
-};
+use vl_prompting::model::{PromptTask, TaskTemplates, predict_from_features, sample_noise};
 use vl_prompting::{
     HostRng, LfaConfig, ObjectiveConfig, PromptConfig, PromptLearner, Templates, TextPromptConfig,
     VariationalConfig, VisualPromptConfig, class_text_features, lfa_logits, lfa_refine_loss,
@@ -38,8 +36,8 @@ use vl_prompting::{
 };
 
 use crate::atomic::{read_json, write_json_atomic};
-use crate::prompt_train::{PromptTraining, StepConstants, Trained, train_prompts};
 use crate::config::PretrainConfig;
+use crate::prompt_train::{PromptTraining, StepConstants, Trained, train_prompts};
 use crate::{Error, Result};
 
 /// Which optimiser.

@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
-use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, SgdConfig};
 use burn::prelude::*;
@@ -379,7 +379,10 @@ impl DataLoader<PromptBatch> for PromptLoader {
             labels: self.images.labels[start..end].to_vec(),
             loader: Arc::clone(&self.images.loader),
         });
-        sliced.features = self.features.clone().map(|f| f.narrow(0, start, end - start));
+        sliced.features = self
+            .features
+            .clone()
+            .map(|f| f.narrow(0, start, end - start));
         Arc::new(sliced)
     }
 }

@@ -116,10 +116,13 @@ impl Clip {
         start: usize,
         deep: &[Tensor<2>],
     ) -> Tensor<2> {
-        self.text_projection.forward(
-            self.text_model
-                .forward_embeddings_prompted(token_embeds, positions, start, deep),
-        )
+        self.text_projection
+            .forward(self.text_model.forward_embeddings_prompted(
+                token_embeds,
+                positions,
+                start,
+                deep,
+            ))
     }
 
     /// Similarity logits between already-computed features:

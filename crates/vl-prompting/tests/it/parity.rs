@@ -330,7 +330,10 @@ fn grouped_prompts_from_one_phrase_and_a_zero_bias_classify_as_one_context() {
     let grouped = text(3, true);
     assert_eq!(grouped.dims(), one.dims());
     let diff = max_abs_diff(grouped, one);
-    assert!(diff < 1e-6, "3 equal groups + zero bias vs one context: {diff}");
+    assert!(
+        diff < 1e-6,
+        "3 equal groups + zero bias vs one context: {diff}"
+    );
 }
 
 #[test]
@@ -359,12 +362,18 @@ fn bad_prompt_configs_are_errors_naming_the_field() {
                                "visual": {"n_tokens": 2, "coupled": true}}),
             "groups = 2",
         ),
-        (serde_json::json!({"text": {"n_ctx": 2, "depth": 99}}), "text.depth"),
+        (
+            serde_json::json!({"text": {"n_ctx": 2, "depth": 99}}),
+            "text.depth",
+        ),
         (
             serde_json::json!({"text": {"n_ctx": 2, "depth": 2, "class_token_position": "middle"}}),
             "text.class_token_position",
         ),
-        (serde_json::json!({"text": {"n_ctx": 2, "groups": 0}}), "text.groups"),
+        (
+            serde_json::json!({"text": {"n_ctx": 2, "groups": 0}}),
+            "text.groups",
+        ),
     ];
     for (json, want) in cases {
         let got = error(json.clone());
@@ -392,5 +401,8 @@ fn bad_prompt_configs_are_errors_naming_the_field() {
     )
     .unwrap_err()
     .to_string();
-    assert!(got.contains("templates") && got.contains("2 templates"), "{got}");
+    assert!(
+        got.contains("templates") && got.contains("2 templates"),
+        "{got}"
+    );
 }

@@ -97,9 +97,17 @@ fn prompt_runs_are_reproducible_resumable_and_leave_the_encoders_untouched() {
     let checkpoints: Vec<_> = std::fs::read_dir(r.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("model-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("model-")
+        })
         .collect();
-    assert!(!checkpoints.is_empty(), "burn-train wrote model checkpoints");
+    assert!(
+        !checkpoints.is_empty(),
+        "burn-train wrote model checkpoints"
+    );
     for path in checkpoints {
         let bytes = read(&path).len();
         assert!(
