@@ -216,13 +216,16 @@ pub(crate) fn take_error(slot: &ErrorSlot) -> Option<Error> {
     slot.lock().ok().and_then(|mut slot| slot.take())
 }
 
+/// Makes the batch of a chunk of item indices.
+type MakeBatch<'a, B> = Box<dyn FnMut(&[usize]) -> Result<B> + 'a>;
+
 /// Batches of `order` in chunks of `batch_size`, each made by `make`; the first error ends the
 /// pass (and lands in `errors`).
 pub(crate) struct BatchIter<'a, B> {
     order: Vec<usize>,
     next: usize,
     batch_size: usize,
-    make: Box<dyn FnMut(&[usize]) -> Result<B> + 'a>,
+    make: MakeBatch<'a, B>,
     errors: ErrorSlot,
     failed: bool,
 }
