@@ -30,7 +30,7 @@ def load(d):
     X=torch.tensor(np.stack(X)).permute(0,3,1,2).float()/255
     mean=torch.tensor([0.48145466,0.4578275,0.40821073]).view(1,3,1,1);std=torch.tensor([0.26862954,0.26130258,0.27577711]).view(1,3,1,1)
     return (X-mean)/std, torch.tensor(Y)
-cache="os.environ.get('SHAPE_CACHE', '/tmp/sw/data.pt')"
+cache=os.environ.get('SHAPE_CACHE', '/tmp/sw/data.pt')
 if os.path.exists(cache): Xtr,Ytr,Xte,Yte=torch.load(cache)
 else:
     Xtr,Ytr=load("/tmp/sw/train"); Xte,Yte=load("/tmp/sw/test"); torch.save((Xtr,Ytr,Xte,Yte),cache)

@@ -501,6 +501,7 @@ pub(crate) fn run_lafter(
             done,
             history,
             stop_after_epochs: run.stop_after_epochs,
+            until: None,
             log,
             line: |e, epochs| {
                 format!(

@@ -499,7 +499,7 @@ pub(crate) struct RunLog {
 }
 
 impl RunLog {
-    fn new(dir: &Path, verbose: bool, method: &str) -> Self {
+    pub(crate) fn new(dir: &Path, verbose: bool, method: &str) -> Self {
         Self {
             path: dir.join("log.txt"),
             verbose,

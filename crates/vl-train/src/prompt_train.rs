@@ -441,6 +441,9 @@ pub(crate) struct FitRun<'a> {
     pub history: Vec<EpochRecord>,
     /// Stop after this many epochs (tests of resume).
     pub stop_after_epochs: Option<usize>,
+    /// Train through this epoch only and return normally: one segment of a longer run whose
+    /// caller does work between segments (SeLa relabels every epoch). `None`: to the end.
+    pub until: Option<usize>,
     /// The run's log and the line written for each epoch.
     pub log: &'a RunLog,
     pub line: fn(&PromptEpoch, usize) -> String,
@@ -470,6 +473,7 @@ where
         Some(k) => (start_epoch - 1 + k).min(epochs),
         None => epochs,
     };
+    let last_epoch = run.until.map_or(last_epoch, |u| u.min(last_epoch));
     let log = run.log.clone();
     let line = run.line;
     let renderer = ProgressRenderer::new(history_path.clone(), run.history)
@@ -521,7 +525,7 @@ where
             .map_err(|e| Error::Training(format!("loading checkpoint {}: {e}", start_epoch - 1)))?
     };
     let seconds = started.elapsed().as_secs_f64();
-    if last_epoch < epochs {
+    if last_epoch < epochs && run.until.is_none() {
         return Err(Error::Training(format!(
             "stopped after epoch {last_epoch} on request (--resume continues)"
         )));
@@ -636,6 +640,7 @@ pub(crate) fn train_prompts(t: PromptTraining<'_>) -> Result<Trained> {
             done,
             history,
             stop_after_epochs: t.stop_after_epochs,
+            until: None,
             log: t.log,
             line: |e, epochs| {
                 format!(

@@ -27,17 +27,32 @@
 //! normalised output, for the trained encoder and for the same encoder at its random
 //! initialisation, on the world's shape and colour tasks (one-object evaluation images).
 //!
+//! Training runs on burn-train, the loop of prompt learning and LaFTer
+//! (`prompt_train::fit`): a [`Learner`] over [`SelfSupModel`] with AdamW and the warm-up +
+//! cosine schedule (`WarmupCosine`), burn-train's loss, learning-rate and agreement metrics
+//! (SimCLR: contrastive top-1; Sinkhorn-Knopp and self-labelling: prototype argmax against the
+//! target), atomic model/optimiser/scheduler checkpoints (the last two kept) and its resume. SeLa
+//! relabels between epochs, so its run is a sequence of one-epoch burn-train segments, each
+//! resuming from the previous epoch's checkpoint.
+//!
 //! Determinism: the seed fixes the initialisation (`Device::seed` before it), every image index
-//! and every augmentation (`vl_data::augment::sample_seed(seed, epoch, item)`); after every epoch
-//! the model and optimiser are checkpointed atomically and a resumed run ends bit-identical.
+//! and every augmentation (`vl_data::augment::sample_seed(seed, epoch, item)`): epoch `e`'s
+//! batches are a pure function of `(seed, e)` (`SelfSupLoader`), so a resumed run ends
+//! bit-identical to an uninterrupted one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use burn::data::dataloader::{DataLoader, DataLoaderIterator};
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::AdamWConfig;
+use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::prelude::*;
+use burn::store::ModuleRecord;
 use burn::train::checkpoint::Checkpointer;
+use burn::train::{ClassificationOutput, InferenceStep, Learner, TrainOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 use vl_data::augment::{AugmentConfig, sample_seed};
 use vl_data::synthetic::{Split, SyntheticWorld, Task};
@@ -48,6 +63,9 @@ use vl_losses::{LabelSmoothingCrossEntropyLossConfig, NtXentLossConfig, Sinkhorn
 use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::checkpoint::AtomicCheckpointer;
 use crate::config::PretrainConfig;
+use crate::prompt::{PromptEpoch, RunLog};
+use crate::prompt_train::{BatchIter, ErrorSlot, FitRun, fit, resume_point};
+use crate::renderer::EpochRecord;
 use crate::{Error, Result};
 
 /// Which objective.
@@ -208,7 +226,7 @@ impl SelfSupConfig {
 }
 
 /// The trained model: CLIP's vision tower (the text tower is unused), projection head,
-/// prototypes.
+/// prototypes. burn-train optimises and checkpoints it; the run config rides along unsaved.
 #[derive(Module, Debug)]
 pub struct SelfSupModel {
     /// The CLIP whose `encode_image` is the encoder.
@@ -218,6 +236,22 @@ pub struct SelfSupModel {
     head_out: Linear,
     /// `[prototypes, projection_dim]`, normalised in the forward pass.
     prototypes: Param<Tensor<2>>,
+    /// The run config (objective, temperature, Sinkhorn settings); not a parameter.
+    #[module(skip)]
+    config: Arc<SelfSupConfig>,
+}
+
+/// One training step's input: the two views of the step's images.
+#[derive(Debug, Clone)]
+pub struct SelfSupBatch {
+    /// `[batch_size, 3, size, size]`, first view.
+    a: Tensor<4>,
+    /// `[batch_size, 3, size, size]`, second view.
+    b: Tensor<4>,
+    /// Global (0-based) step: SwAV freezes the prototypes for the first steps.
+    step: usize,
+    /// Self-labelling: the images' labels of this epoch, `[batch_size]`.
+    labels: Option<Tensor<1, Int>>,
 }
 
 impl SelfSupModel {
@@ -235,15 +269,50 @@ impl SelfSupModel {
         l2_normalize(self.head_out.forward(burn::tensor::activation::relu(h)))
     }
 
-    /// The objective on two views.
-    fn loss(&self, config: &SelfSupConfig, a: Tensor<4>, b: Tensor<4>, step: usize) -> Tensor<1> {
-        let (za, zb) = (self.project(a), self.project(b));
-        match config.method {
-            SelfSupMethod::Simclr => NtXentLossConfig::new(config.temperature)
-                .init()
-                .forward(za, zb),
-            SelfSupMethod::SinkhornKnopp => {
-                let protos = if step < config.freeze_prototypes_steps {
+    /// The objective on one batch, with what burn-train's accuracy metric reads: logits and
+    /// the targets they should pick (no gradient through either).
+    ///
+    /// - SimCLR: each of the 2N views scored against the other 2N - 1 (itself masked out); the
+    ///   target is its positive (the contrastive top-1 accuracy of SimCLR's own logs).
+    /// - Sinkhorn-Knopp: the first view's prototype scores; the target is the argmax of the
+    ///   second view's assignment (how often the swapped prediction already agrees).
+    /// - Self-labelling: the first view's prototype scores against the epoch's labels.
+    ///
+    /// # Shapes
+    /// - batch.a, batch.b: `[n, 3, size, size]`
+    /// - output: loss `[1]`, logits `[2n, 2n]` (SimCLR) or `[n, prototypes]`, targets `[2n]`
+    ///   or `[n]`
+    fn forward(&self, batch: SelfSupBatch) -> (Tensor<1>, Tensor<2>, Tensor<1, Int>) {
+        let config = &self.config;
+        let [n, _, _, _] = batch.a.dims();
+        assert_shape!(batch.b, [n, _, _, _]);
+        let t = config.temperature;
+        let ce = LabelSmoothingCrossEntropyLossConfig::new(0.0).init();
+        let (za, zb) = (self.project(batch.a), self.project(batch.b));
+        match (config.method, batch.labels) {
+            (SelfSupMethod::Simclr, _) => {
+                let loss = NtXentLossConfig::new(config.temperature)
+                    .init()
+                    .forward(za.clone(), zb.clone());
+                let device = za.device();
+                let z = Tensor::cat(vec![za.detach(), zb.detach()], 0);
+                let eye = Tensor::<2, Int>::from_data(
+                    TensorData::new(
+                        (0..2 * n)
+                            .flat_map(|i| (0..2 * n).map(move |j| i64::from(i == j)))
+                            .collect::<Vec<_>>(),
+                        [2 * n, 2 * n],
+                    ),
+                    &device,
+                )
+                .bool();
+                let logits = z.clone().matmul(z.transpose()).mask_fill(eye, -1e4);
+                let targets: Vec<i64> = (0..2 * n).map(|i| ((i + n) % (2 * n)) as i64).collect();
+                let targets = Tensor::from_data(TensorData::new(targets, [2 * n]), &device);
+                (loss, logits, targets)
+            }
+            (SelfSupMethod::SinkhornKnopp, _) => {
+                let protos = if batch.step < config.freeze_prototypes_steps {
                     l2_normalize(self.prototypes.val().detach())
                 } else {
                     l2_normalize(self.prototypes.val())
@@ -255,13 +324,23 @@ impl SelfSupModel {
                     .with_n_iters(config.sinkhorn_iters)
                     .init();
                 let (qa, qb) = (sk.forward(sa.clone()), sk.forward(sb.clone()));
-                let ce = LabelSmoothingCrossEntropyLossConfig::new(0.0).init();
-                let t = config.temperature;
-                (ce.forward_soft(sb.div_scalar(t), qa) + ce.forward_soft(sa.div_scalar(t), qb))
-                    .div_scalar(2.0)
+                let targets = qb.clone().argmax(1).reshape([n]);
+                let logits = sa.clone().detach();
+                let loss = (ce.forward_soft(sb.div_scalar(t), qa)
+                    + ce.forward_soft(sa.div_scalar(t), qb))
+                .div_scalar(2.0);
+                (loss, logits, targets)
             }
-            SelfSupMethod::SelfLabelling => {
-                unreachable!("self-labelling steps go through `label_loss` with the epoch's labels")
+            (SelfSupMethod::SelfLabelling, Some(labels)) => {
+                let la = self.scores(za).div_scalar(t);
+                let lb = self.scores(zb).div_scalar(t);
+                let logits = la.clone().detach();
+                let loss = (ce.forward(la, labels.clone()) + ce.forward(lb, labels.clone()))
+                    .div_scalar(2.0);
+                (loss, logits, labels)
+            }
+            (SelfSupMethod::SelfLabelling, None) => {
+                unreachable!("the self-labelling loader attaches the epoch's labels to every batch")
             }
         }
     }
@@ -270,19 +349,146 @@ impl SelfSupModel {
     fn scores(&self, z: Tensor<2>) -> Tensor<2> {
         z.matmul(l2_normalize(self.prototypes.val()).transpose())
     }
+}
 
-    /// Self-labelling: cross-entropy of both views' softmax(scores / T) against the labels.
-    fn label_loss(
-        &self,
-        config: &SelfSupConfig,
-        (a, b): (Tensor<4>, Tensor<4>),
-        labels: Tensor<1, Int>,
-    ) -> Tensor<1> {
-        let ce = LabelSmoothingCrossEntropyLossConfig::new(0.0).init();
-        let t = config.temperature;
-        let la = self.scores(self.project(a)).div_scalar(t);
-        let lb = self.scores(self.project(b)).div_scalar(t);
-        (ce.forward(la, labels.clone()) + ce.forward(lb, labels)).div_scalar(2.0)
+impl TrainStep for SelfSupModel {
+    type Input = SelfSupBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: SelfSupBatch) -> TrainOutput<ClassificationOutput> {
+        let (loss, logits, targets) = self.forward(batch);
+        let grads = loss.backward();
+        TrainOutput::new(
+            self,
+            grads,
+            ClassificationOutput::new(loss.detach(), logits, targets),
+        )
+    }
+}
+
+impl InferenceStep for SelfSupModel {
+    type Input = SelfSupBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: SelfSupBatch) -> ClassificationOutput {
+        let (loss, logits, targets) = self.forward(batch);
+        ClassificationOutput::new(loss, logits, targets)
+    }
+}
+
+/// [`SelfSupConfig::lr_at`] (linear warm-up, then cosine to 0) stepped per iteration as
+/// burn-train does, recorded so a resume continues it.
+#[derive(Debug, Clone)]
+pub(crate) struct WarmupCosine {
+    config: Arc<SelfSupConfig>,
+    step: usize,
+}
+
+impl LrScheduler for WarmupCosine {
+    fn step(&mut self) -> f64 {
+        let lr = self.config.lr_at(self.step);
+        self.step += 1;
+        lr
+    }
+
+    fn to_record(&self) -> LrSchedulerRecord {
+        LrSchedulerRecord::new().with_scalar("step", self.step as u64)
+    }
+
+    fn load_record(&mut self, record: LrSchedulerRecord) {
+        if let Some(step) = record.scalar::<u64>("step") {
+            self.step = step as usize;
+        }
+    }
+}
+
+/// The training data: epoch `e`'s `steps_per_epoch` batches of view pairs are a pure function
+/// of `(seed, e)` ([`views`]), made on demand on worker threads.
+#[derive(Clone)]
+pub(crate) struct SelfSupLoader {
+    world: Arc<SyntheticWorld>,
+    preprocessor: Arc<ImagePreprocessor>,
+    augment: Arc<AugmentConfig>,
+    config: Arc<SelfSupConfig>,
+    /// Self-labelling: the labels of the epoch about to be served, in item order.
+    labels: Option<Arc<Vec<i64>>>,
+    /// Steps `first_step..end_step` of every epoch are served (all of them but in a slice).
+    steps: (usize, usize),
+    /// The epoch of the next pass minus one (advanced by `iter`).
+    epoch: Arc<AtomicUsize>,
+    errors: ErrorSlot,
+    device: Device,
+}
+
+impl SelfSupLoader {
+    fn batch(&self, epoch: usize, step: usize) -> Result<SelfSupBatch> {
+        let (a, b) = views(
+            &self.world,
+            &self.preprocessor,
+            &self.augment,
+            &self.config,
+            (epoch, step),
+            &self.device,
+        );
+        let n = self.config.batch_size;
+        let labels = match &self.labels {
+            Some(all) => {
+                let mine = all.get(step * n..(step + 1) * n).ok_or_else(|| {
+                    Error::Training(format!(
+                        "self-labelling: {} labels for the epoch, step {step} needs {}",
+                        all.len(),
+                        (step + 1) * n
+                    ))
+                })?;
+                Some(Tensor::<1, Int>::from_data(
+                    TensorData::new(mine.to_vec(), [n]),
+                    &self.device,
+                ))
+            }
+            None => None,
+        };
+        Ok(SelfSupBatch {
+            a,
+            b,
+            step: (epoch - 1) * self.config.steps_per_epoch + step,
+            labels,
+        })
+    }
+}
+
+impl DataLoader<SelfSupBatch> for SelfSupLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<SelfSupBatch> + 'a> {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.config.batch_size;
+        Box::new(BatchIter::new(
+            (self.steps.0 * n..self.steps.1 * n).collect(),
+            n,
+            &self.errors,
+            move |chunk| self.batch(epoch, chunk[0] / n),
+        ))
+    }
+
+    fn num_items(&self) -> usize {
+        (self.steps.1 - self.steps.0) * self.config.batch_size
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<SelfSupBatch>> {
+        let mut moved = self.clone();
+        moved.device = device.clone();
+        Arc::new(moved)
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<SelfSupBatch>> {
+        // Used by burn-train only to split data across devices (these runs use one): the
+        // steps whose images fall in `start..end`.
+        let n = self.config.batch_size.max(1);
+        let mut sliced = self.clone();
+        let first = self.steps.0 + start / n;
+        sliced.steps = (
+            first.min(self.steps.1),
+            (self.steps.0 + end.div_ceil(n)).min(self.steps.1),
+        );
+        Arc::new(sliced)
     }
 }
 
@@ -356,8 +562,31 @@ pub struct SelfSupEpoch {
     pub epoch: usize,
     /// Mean loss.
     pub loss: f64,
+    /// Learning rate of the epoch's last step (`NaN` in reports written before burn-train).
+    #[serde(default = "nan")]
+    pub lr: f64,
+    /// Mean agreement (%) of the step's logits with their targets (see
+    /// [`SelfSupModel`]'s `forward`; `NaN` in reports written before burn-train).
+    #[serde(default = "nan")]
+    pub agreement: f64,
     /// Seconds.
     pub seconds: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// The model of checkpoint `epoch` of the run in `dir` (`like` gives the structure).
+fn restore(like: &SelfSupModel, dir: &Path, epoch: usize) -> Result<SelfSupModel> {
+    let record = Checkpointer::<ModuleRecord>::restore(
+        &AtomicCheckpointer::new(dir.join("checkpoints"), "model"),
+        epoch,
+    )
+    .map_err(|e| Error::Training(format!("restoring model checkpoint {epoch}: {e}")))?;
+    like.clone()
+        .try_load_record(record)
+        .map_err(|e| Error::Training(format!("loading model checkpoint {epoch}: {e}")))
 }
 
 /// `report.json` of a self-supervised run.
@@ -589,7 +818,7 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
     // The text tower is unused; a minimal vocabulary keeps it small.
     let clip = arch.clip_config(8, 1).init(&device);
     let width = clip.visual_projection.weight.dims()[1];
-    let mut model = SelfSupModel {
+    let model = SelfSupModel {
         clip,
         head_in: LinearConfig::new(width, config.hidden_dim).init(&device),
         head_bn: config
@@ -601,6 +830,7 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
             std: 1.0,
         }
         .init([config.prototypes, config.projection_dim], &device),
+        config: Arc::new(config.clone()),
     };
     let inference = opts.device.clone();
     // The random-init encoder is evaluated on a separate copy on the inference device: calling
@@ -617,99 +847,122 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
         &config.eval,
         &inference,
     )?;
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init();
-    let model_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "model");
-    let optim_ckpt = AtomicCheckpointer::new(dir.join("checkpoints"), "optim");
-    let history_path = dir.join("history.json");
-    let mut history: Vec<SelfSupEpoch> = Vec::new();
-    let mut start = 1;
-    if opts.resume
-        && let Some(done) =
-            crate::checkpoint::last_complete_epoch_of(&dir.join("checkpoints"), &["model", "optim"])
-    {
-        let record = Checkpointer::restore(&model_ckpt, done)
-            .map_err(|e| Error::Training(format!("restoring model checkpoint {done}: {e}")))?;
-        model = model.load_record(record);
-        let record = Checkpointer::restore(&optim_ckpt, done)
-            .map_err(|e| Error::Training(format!("restoring optimiser checkpoint {done}: {e}")))?;
-        optim = optim.load_record(record);
-        history = read_json(&history_path)?;
-        history.truncate(done);
-        start = done + 1;
-    }
-    for epoch in start..=config.epochs {
-        if opts.stop_after_epochs.is_some_and(|k| epoch >= start + k) {
-            return Err(Error::Training(format!(
-                "stopped after epoch {} on request (--resume continues)",
-                epoch - 1
-            )));
-        }
-        let started = std::time::Instant::now();
-        let mut loss_sum = 0.0;
-        let labels = if config.method == SelfSupMethod::SelfLabelling {
+    let shared = Arc::new(config.clone());
+    let learner_of = |model: SelfSupModel| {
+        Learner::new(
+            model,
+            AdamWConfig::new()
+                .with_weight_decay(config.weight_decay as f32)
+                .init(),
+            WarmupCosine {
+                config: Arc::clone(&shared),
+                step: 0,
+            },
+        )
+    };
+    let loader = SelfSupLoader {
+        world: Arc::new(world.clone()),
+        preprocessor: Arc::new(preprocessor.clone()),
+        augment: Arc::new(augment),
+        config: Arc::clone(&shared),
+        labels: None,
+        steps: (0, config.steps_per_epoch),
+        epoch: Arc::new(AtomicUsize::new(0)),
+        errors: ErrorSlot::default(),
+        device: device.clone(),
+    };
+    let log = RunLog::new(dir, opts.verbose, &format!("{:?}", config.method));
+    let line: fn(&PromptEpoch, usize) -> String = |e, epochs| {
+        format!(
+            "epoch {}/{epochs} lr {:.2e} loss {:.4} agreement {:.1}%",
+            e.epoch, e.lr, e.loss, e.train_accuracy
+        )
+    };
+    let (done, history) = resume_point(dir, opts.resume)?;
+    let model = if config.method == SelfSupMethod::SelfLabelling {
+        // SeLa relabels every epoch with the model as it stands: burn-train runs one epoch at
+        // a time, resuming each from the previous epoch's checkpoint, with the labels computed
+        // in between.
+        let start = done.map_or(1, |d| d + 1);
+        let initial = model.clone();
+        let mut current = match done {
+            Some(d) => restore(&initial, dir, d)?,
+            None => model,
+        };
+        let (mut done, mut history) = (done, history);
+        for epoch in start..=config.epochs {
+            if opts.stop_after_epochs.is_some_and(|k| epoch >= start + k) {
+                return Err(Error::Training(format!(
+                    "stopped after epoch {} on request (--resume continues)",
+                    epoch - 1
+                )));
+            }
             let (labels, used) =
-                epoch_labels(&model, &world, &preprocessor, config, epoch, &device)?;
-            if opts.verbose {
-                eprintln!(
-                    "[SelfLabelling] epoch {epoch}: {used} of {} prototypes hold images",
-                    config.prototypes
-                );
+                epoch_labels(&current, &world, &preprocessor, config, epoch, &device)?;
+            log.line(&format!(
+                "epoch {epoch}: {used} of {} prototypes hold images",
+                config.prototypes
+            ));
+            let mut epoch_loader = loader.clone();
+            epoch_loader.labels = Some(Arc::new(labels));
+            epoch_loader.epoch = Arc::new(AtomicUsize::new(epoch - 1));
+            let errors = Arc::clone(&epoch_loader.errors);
+            let (trained, _, _) = fit(
+                learner_of(initial.clone()),
+                Arc::new(epoch_loader),
+                FitRun {
+                    dir,
+                    epochs: config.epochs,
+                    done,
+                    history,
+                    stop_after_epochs: None,
+                    until: Some(epoch),
+                    log: &log,
+                    line,
+                    errors,
+                },
+            )?;
+            current = trained;
+            (done, history) = resume_point(dir, true)?;
+        }
+        if start > config.epochs {
+            current = restore(&initial, dir, config.epochs)?;
+        }
+        current
+    } else {
+        loader.epoch.store(done.unwrap_or(0), Ordering::SeqCst);
+        let errors = Arc::clone(&loader.errors);
+        let (trained, _, _) = fit(
+            learner_of(model),
+            Arc::new(loader),
+            FitRun {
+                dir,
+                epochs: config.epochs,
+                done,
+                history,
+                stop_after_epochs: opts.stop_after_epochs,
+                until: None,
+                log: &log,
+                line,
+                errors,
+            },
+        )?;
+        trained
+    };
+    let history: Vec<EpochRecord> = read_json(&dir.join("history.json"))?;
+    let history: Vec<SelfSupEpoch> = history
+        .iter()
+        .map(|r| {
+            let get = |name: &str| r.train.get(name).copied().unwrap_or(f64::NAN);
+            SelfSupEpoch {
+                epoch: r.epoch,
+                loss: get("Loss"),
+                lr: get("Learning Rate"),
+                agreement: get("Accuracy"),
+                seconds: r.seconds,
             }
-            Some(labels)
-        } else {
-            None
-        };
-        for step in 0..config.steps_per_epoch {
-            let (a, b) = views(
-                &world,
-                &preprocessor,
-                &augment,
-                config,
-                (epoch, step),
-                &device,
-            );
-            let global = (epoch - 1) * config.steps_per_epoch + step;
-            let loss = match &labels {
-                Some(labels) => {
-                    let n = config.batch_size;
-                    let mine = labels[step * n..(step + 1) * n].to_vec();
-                    let y = Tensor::<1, Int>::from_data(TensorData::new(mine, [n]), &device);
-                    model.label_loss(config, (a, b), y)
-                }
-                None => model.loss(config, a, b, global),
-            };
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let lr = config.lr_at(global);
-            model = optim.step(lr, model, grads);
-        }
-        let record = SelfSupEpoch {
-            epoch,
-            loss: loss_sum / config.steps_per_epoch as f64,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        if opts.verbose {
-            eprintln!(
-                "[{:?}] epoch {epoch}/{} loss {:.4} ({:.0} s)",
-                config.method, config.epochs, record.loss, record.seconds
-            );
-        }
-        history.push(record);
-        Checkpointer::save(&model_ckpt, epoch, model.clone().into_record())
-            .map_err(|e| Error::Training(format!("saving model checkpoint: {e}")))?;
-        Checkpointer::save(&optim_ckpt, epoch, optim.to_record())
-            .map_err(|e| Error::Training(format!("saving optimiser checkpoint: {e}")))?;
-        write_json_atomic(&history_path, &history)?;
-        if epoch > 2 {
-            for kind in ["model", "optim"] {
-                let old =
-                    crate::checkpoint::checkpoint_path(&dir.join("checkpoints"), kind, epoch - 2);
-                let _ = std::fs::remove_file(old);
-            }
-        }
-    }
+        })
+        .collect();
     let trained = evaluate(
         &model.clip.clone().no_grad(),
         &world,

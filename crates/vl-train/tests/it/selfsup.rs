@@ -74,6 +74,15 @@ fn simclr_and_sinkhorn_knopp_train_and_evaluate_both_encoders() {
             report.eval.iter().map(|e| e.2).collect::<Vec<_>>()
         );
         assert!(report.history.iter().all(|e| e.loss.is_finite()));
+        // burn-train's metrics reach the report: learning rate and agreement per epoch.
+        assert!(
+            report
+                .history
+                .iter()
+                .all(|e| e.lr > 0.0 && (0.0..=100.0).contains(&e.agreement)),
+            "{:?}",
+            report.history
+        );
         assert_eq!(report.eval.len(), 2);
         for (_, r, t) in &report.eval {
             for v in [r.linear_probe, r.knn, t.linear_probe, t.knn] {
@@ -88,18 +97,21 @@ fn simclr_and_sinkhorn_knopp_train_and_evaluate_both_encoders() {
 fn interrupted_selfsup_run_resumes_bit_identical() {
     let _serial = crate::common::serial();
     let root = tempfile::tempdir().unwrap();
-    let c = config(root.path(), SelfSupMethod::SinkhornKnopp);
-    let a = root.path().join("a");
-    let full = run_selfsup(&c, &options(&a, false, None)).unwrap();
-    let b = root.path().join("b");
-    let err = run_selfsup(&c, &options(&b, false, Some(1))).unwrap_err();
-    assert!(err.to_string().contains("stopped after epoch 1"), "{err}");
-    // Without --resume the unfinished run is refused, not overwritten.
-    assert!(run_selfsup(&c, &options(&b, false, None)).is_err());
-    let resumed = run_selfsup(&c, &options(&b, true, None)).unwrap();
-    assert_eq!(
-        full.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
-        resumed.history.iter().map(|e| e.loss).collect::<Vec<_>>()
-    );
-    assert_eq!(full.eval, resumed.eval);
+    // Swapped prediction resumes inside burn-train; SeLa also across its relabelling segments.
+    for method in [SelfSupMethod::SinkhornKnopp, SelfSupMethod::SelfLabelling] {
+        let c = config(root.path(), method);
+        let a = root.path().join(format!("{method:?}-a"));
+        let full = run_selfsup(&c, &options(&a, false, None)).unwrap();
+        let b = root.path().join(format!("{method:?}-b"));
+        let err = run_selfsup(&c, &options(&b, false, Some(1))).unwrap_err();
+        assert!(err.to_string().contains("stopped after epoch 1"), "{err}");
+        // Without --resume the unfinished run is refused, not overwritten.
+        assert!(run_selfsup(&c, &options(&b, false, None)).is_err());
+        let resumed = run_selfsup(&c, &options(&b, true, None)).unwrap();
+        assert_eq!(
+            full.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
+            resumed.history.iter().map(|e| e.loss).collect::<Vec<_>>()
+        );
+        assert_eq!(full.eval, resumed.eval);
+    }
 }
