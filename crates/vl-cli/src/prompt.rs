@@ -53,7 +53,8 @@ pub(crate) struct SweepArgs {
     /// Override the pretrained model directory.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Sweep directory: `<method>-seed<k>/` per run, `results.md` and `results.json`.
+    /// Sweep directory: `<method>-seed<k>/` per run, `results.md`, `results.json` and the
+    /// `b2n.svg`/`b2n.png` chart.
     #[arg(long, default_value = "runs/prompt-b2n")]
     out: PathBuf,
     /// Backend: flex, wgpu, cuda (default: the first compiled in).
@@ -157,9 +158,7 @@ pub(crate) fn sweep(args: &SweepArgs) -> Result<()> {
             reports.push(report);
         }
     }
-    let table = vl_train::prompt::base_novel_table(&reports);
-    vl_train::atomic::write_atomic(&args.out.join("results.md"), table.as_bytes())?;
-    vl_train::atomic::write_json_atomic(&args.out.join("results.json"), &reports)?;
+    let table = vl_train::prompt::write_sweep_results(&reports, &args.out)?;
     println!("{table}");
     Ok(())
 }

@@ -796,7 +796,7 @@ pub fn report_csv(rows: &[Row]) -> String {
     t.to_csv()
 }
 
-fn plot_error(e: vl_eval::Error) -> Error {
+pub(crate) fn plot_error(e: vl_eval::Error) -> Error {
     Error::Training(format!("plot: {e}"))
 }
 

@@ -1769,15 +1769,25 @@ pub fn read_prompt_report(dir: &Path) -> Result<PromptReport> {
     read_json(&dir.join("report.json"))
 }
 
+/// The reports grouped by method, in order of first appearance.
+fn by_method(reports: &[PromptReport]) -> Vec<(&str, Vec<&PromptReport>)> {
+    let mut groups: Vec<(&str, Vec<&PromptReport>)> = Vec::new();
+    for r in reports {
+        match groups.iter_mut().find(|(m, _)| *m == r.config.method) {
+            Some((_, runs)) => runs.push(r),
+            None => groups.push((&r.config.method, vec![r])),
+        }
+    }
+    groups
+}
+
+/// Zero-shot's row name in sweep tables and charts; zero-shot does not depend on the seed (fixed
+/// test images), so it is shown once, from the first report.
+const ZERO_SHOT_ROW: &str = "zero-shot (template ensemble)";
+
 /// The base-to-novel table (Markdown): zero-shot first, then each method in order of first
 /// appearance; mean ± std over its seeds.
 pub fn base_novel_table(reports: &[PromptReport]) -> String {
-    let mut methods: Vec<&str> = Vec::new();
-    for r in reports {
-        if !methods.contains(&r.config.method.as_str()) {
-            methods.push(&r.config.method);
-        }
-    }
     let cell = |v: Vec<f64>| vl_eval::table::mean_std_cell(&v);
     let row = |name: &str, rows: Vec<BaseNovel>, seeds: usize, params: String| {
         format!(
@@ -1791,16 +1801,9 @@ pub fn base_novel_table(reports: &[PromptReport]) -> String {
         "| method | base (%) | novel (%) | HM (%) | seeds | trainable params |\n|---|---:|---:|---:|---:|---:|\n",
     );
     if let Some(first) = reports.first() {
-        // Zero-shot does not depend on the seed (fixed test images); shown once.
-        out += &row(
-            "zero-shot (template ensemble)",
-            vec![first.zero_shot],
-            1,
-            "0".into(),
-        );
+        out += &row(ZERO_SHOT_ROW, vec![first.zero_shot], 1, "0".into());
     }
-    for m in methods {
-        let runs: Vec<&PromptReport> = reports.iter().filter(|r| r.config.method == m).collect();
+    for (m, runs) in by_method(reports) {
         out += &row(
             m,
             runs.iter().map(|r| r.learned).collect(),
@@ -1809,4 +1812,120 @@ pub fn base_novel_table(reports: &[PromptReport]) -> String {
         );
     }
     out
+}
+
+/// The base-to-novel bar chart of the same rows as [`base_novel_table`]: one group per row
+/// (zero-shot first), bars base / novel / HM at their mean over seeds with a ± std whisker.
+pub fn base_novel_chart(reports: &[PromptReport], title: &str) -> vl_eval::plot::BarChart {
+    let ms = |v: Vec<f64>| (!v.is_empty()).then(|| vl_eval::metrics::mean_std(&v));
+    let bars = |rows: Vec<BaseNovel>| {
+        vec![
+            ms(rows.iter().map(|r| r.base).collect()),
+            ms(rows.iter().filter_map(|r| r.novel).collect()),
+            ms(rows.iter().filter_map(|r| r.hm).collect()),
+        ]
+    };
+    let mut groups = Vec::new();
+    let mut values = Vec::new();
+    if let Some(first) = reports.first() {
+        groups.push("zero-shot".to_string());
+        values.push(bars(vec![first.zero_shot]));
+    }
+    for (m, runs) in by_method(reports) {
+        groups.push(m.to_string());
+        values.push(bars(runs.iter().map(|r| r.learned).collect()));
+    }
+    vl_eval::plot::BarChart {
+        title: title.to_string(),
+        y_label: "accuracy (%)".into(),
+        groups,
+        bars: vec!["base".into(), "novel".into(), "HM".into()],
+        values,
+    }
+}
+
+/// Writes a sweep's `results.md` (the [`base_novel_table`]), `results.json` (the reports) and
+/// `b2n.svg` / `b2n.png` (the [`base_novel_chart`]) into `out`, each atomically; returns the table.
+pub fn write_sweep_results(reports: &[PromptReport], out: &Path) -> Result<String> {
+    let table = base_novel_table(reports);
+    crate::atomic::write_atomic(&out.join("results.md"), table.as_bytes())?;
+    crate::atomic::write_json_atomic(&out.join("results.json"), &reports)?;
+    let shots: Vec<usize> = reports.iter().map(|r| r.config.shots).collect();
+    let title = match shots.first() {
+        Some(&s) if shots.iter().all(|&t| t == s) => format!("base-to-novel, {s} shots"),
+        _ => "base-to-novel".to_string(),
+    };
+    let chart = base_novel_chart(reports, &title);
+    let plot = crate::experiment::plot_error;
+    vl_eval::plot::write_svg_png(
+        &out.join("b2n"),
+        &chart.to_svg().map_err(plot)?,
+        &chart.to_png().map_err(plot)?,
+    )
+    .map_err(plot)?;
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(method: &str, seed: u64, base: f64, novel: f64) -> PromptReport {
+        let config = PromptRunConfig {
+            method: method.into(),
+            seed,
+            ..PromptRunConfig::default()
+        };
+        let bn = |b: f64, n: f64| BaseNovel {
+            base: b,
+            novel: Some(n),
+            hm: Some(2.0 * b * n / (b + n)),
+        };
+        PromptReport {
+            config,
+            base_model: "fingerprint".into(),
+            backend: "flex".into(),
+            dtype: "f32".into(),
+            git_revision: "rev".into(),
+            zero_shot: bn(50.0, 30.0),
+            zero_shot_detail: vec![],
+            pseudo_label_accuracy: None,
+            learned: bn(base, novel),
+            trainable_parameters: 288,
+            history: vec![],
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn sweep_table_and_chart_group_seeds_by_method_in_first_appearance_order() {
+        let reports = [
+            report("coop", 1, 52.0, 30.0),
+            report("lfa", 1, 56.0, 34.0),
+            report("coop", 2, 54.0, 32.0),
+        ];
+        let table = base_novel_table(&reports);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines[2].starts_with("| zero-shot (template ensemble) | 50.0 ± 0.0 | 30.0 ± 0.0 |")
+        );
+        // Sample std of 52 and 54 is sqrt(2).
+        assert!(
+            lines[3].starts_with("| coop | 53.0 ± 1.4 | 31.0 ± 1.4 |"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[3].ends_with("| 2 | 288 |"), "{}", lines[3]);
+        assert!(lines[4].starts_with("| lfa | 56.0 ± 0.0 |"), "{}", lines[4]);
+
+        let chart = base_novel_chart(&reports, "demo");
+        assert_eq!(chart.groups, ["zero-shot", "coop", "lfa"]);
+        assert_eq!(chart.bars, ["base", "novel", "HM"]);
+        let (m, s) = chart.values[1][0].unwrap();
+        assert_eq!(m, 53.0);
+        assert!((s - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(chart.values[0][1], Some((30.0, 0.0)));
+        assert!(chart.to_svg().unwrap().contains("demo"));
+    }
 }
