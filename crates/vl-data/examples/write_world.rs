@@ -3,9 +3,11 @@
 //! PyTorch script.
 //!
 //! ```sh
-//! cargo run --release -p vl-data --example write_world -- OUT TASK SPLIT N [SMALL LARGE SEED]
+//! cargo run --release -p vl-data --example write_world -- OUT TASK SPLIT N [SMALL LARGE SEED GRID OUTLINE]
 //! # TASK: shape | colour | shape_colour | size | background; SPLIT: pretrain | eval | held_out
 //! # SMALL, LARGE: object sizes as fractions of the image side (default 0.3, 0.46)
+//! # GRID: position_grid in pixels (default 0, continuous positions)
+//! # OUTLINE: outline width in pixels (default 0, none)
 //! ```
 
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use vl_data::synthetic::{Split, SyntheticWorld, SyntheticWorldConfig, Task};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
-        eprintln!("usage: write_world OUT TASK SPLIT N [SMALL LARGE SEED]");
+        eprintln!("usage: write_world OUT TASK SPLIT N [SMALL LARGE SEED GRID OUTLINE]");
         return ExitCode::FAILURE;
     }
     let task = match args[1].as_str() {
@@ -55,6 +57,12 @@ fn main() -> ExitCode {
     }
     if let Some(seed) = args.get(6).and_then(|s| s.parse().ok()) {
         config.seed = seed;
+    }
+    if let Some(grid) = args.get(7).and_then(|s| s.parse().ok()) {
+        config.position_grid = grid;
+    }
+    if let Some(outline) = args.get(8).and_then(|s| s.parse().ok()) {
+        config.outline = outline;
     }
     let result = SyntheticWorld::new(config)
         .and_then(|world| world.write_image_folder(PathBuf::from(&args[0]), task, split, n));

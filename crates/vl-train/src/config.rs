@@ -58,6 +58,14 @@ pub struct WorldSection {
     pub small_size: f32,
     /// Side of a "large" object as a fraction of the image side. Default: `0.5`.
     pub large_size: f32,
+    /// Snap object boxes to a grid of this many pixels
+    /// ([`SyntheticWorldConfig::position_grid`]); `0` keeps positions continuous. Default: `0`
+    /// (`experiments/pretrain-tiny.toml` sets the patch size, 6).
+    pub position_grid: u32,
+    /// Width in pixels of the dark contour around every object
+    /// ([`SyntheticWorldConfig::outline`]); `0` draws none. Default: `0`
+    /// (`experiments/pretrain-tiny.toml` sets 1).
+    pub outline: f32,
 }
 
 /// `[model]`: a small CLIP (ViT image tower, causal text transformer).
@@ -171,6 +179,8 @@ impl Default for WorldSection {
             max_objects: 2,
             small_size: 0.4,
             large_size: 0.5,
+            position_grid: 0,
+            outline: 0.0,
         }
     }
 }
@@ -418,6 +428,8 @@ impl PretrainConfig {
                     fraction: self.world.large_size,
                 },
             ],
+            position_grid: self.world.position_grid,
+            outline: self.world.outline,
             ..SyntheticWorldConfig::default()
         }
     }

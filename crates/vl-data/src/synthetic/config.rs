@@ -216,6 +216,17 @@ pub struct SyntheticWorldConfig {
     pub held_out: Vec<ShapeColour>,
     /// Anti-alias shape edges with 4x4 supersampling. Default: `true`.
     pub antialias: bool,
+    /// Snap every object's box to a grid of this many pixels: its top-left corner lands on a
+    /// multiple of `position_grid` (objects keep their sides, relations and halves of the image).
+    /// Set to a ViT's patch size, the same (shape, size) always covers the same pixels of its
+    /// patches, so shape is learnt from the patch embedding rather than as a translation-invariant
+    /// pattern across patches. `0` keeps continuous positions. Default: `0`.
+    pub position_grid: u32,
+    /// Width in pixels of a dark outline (RGB `[20, 20, 20]`) drawn around every object: every
+    /// point within this distance of the shape is painted under it, like the contour of clip
+    /// art. A contour has the same pixels whatever the object's colour, so shape is visible
+    /// in the image without going through colour. `0` draws none. Default: `0`.
+    pub outline: f32,
 }
 
 impl Default for SyntheticWorldConfig {
@@ -260,6 +271,8 @@ impl Default for SyntheticWorldConfig {
             background_contrast: 16,
             held_out,
             antialias: true,
+            position_grid: 0,
+            outline: 0.0,
         }
     }
 }
@@ -281,6 +294,20 @@ impl SyntheticWorldConfig {
     pub fn validate(&self) -> Result<()> {
         if self.image_size < 16 || self.image_size > 4096 {
             return Err(invalid("image_size", "16..=4096", self.image_size));
+        }
+        if !(self.outline >= 0.0 && self.outline <= self.image_size as f32 / 8.0) {
+            return Err(invalid(
+                "outline",
+                "0 (none) to image_size / 8 pixels",
+                self.outline,
+            ));
+        }
+        if self.position_grid >= self.image_size {
+            return Err(invalid(
+                "position_grid",
+                "0 (continuous) or fewer pixels than image_size",
+                self.position_grid,
+            ));
         }
         if !(1..=2).contains(&self.min_objects) || self.min_objects > self.max_objects {
             return Err(invalid(

@@ -99,6 +99,54 @@ pub(crate) fn coverage(paint: &Paint, x: u32, y: u32, antialias: bool) -> f32 {
     hits as f32 / (n * n) as f32
 }
 
+/// Paints the contour of `paint`'s shape: every point within `width` pixels of the shape (tested
+/// at the shape and at 8 points around it on a circle of that radius, per subsample), in
+/// `paint.rgb`; paint the object itself over it afterwards.
+pub(crate) fn paint_contour(image: &mut RgbImage, paint: &Paint, width: f32, antialias: bool) {
+    let n = if antialias { 4 } else { 1 };
+    let scale = 2.0 / paint.side;
+    let offsets: Vec<(f32, f32)> = (0..8)
+        .map(|k| {
+            let angle = k as f32 * std::f32::consts::FRAC_PI_4;
+            (width * angle.cos(), width * angle.sin())
+        })
+        .collect();
+    let near = |px: f32, py: f32| {
+        let at = |x: f32, y: f32| {
+            inside(
+                paint.shape,
+                (x - paint.centre[0]) * scale,
+                (y - paint.centre[1]) * scale,
+            )
+        };
+        at(px, py) || offsets.iter().any(|&(dx, dy)| at(px + dx, py + dy))
+    };
+    let [x0, y0, x1, y1] = pixel_bbox(paint.centre, paint.side + 2.0 * width, image.width());
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let mut hits = 0;
+            for j in 0..n {
+                let py = y as f32 + (j as f32 + 0.5) / n as f32;
+                for i in 0..n {
+                    hits += usize::from(near(x as f32 + (i as f32 + 0.5) / n as f32, py));
+                }
+            }
+            let c = hits as f32 / (n * n) as f32;
+            if c > 0.0 {
+                blend(image.get_pixel_mut(x, y), paint.rgb, c);
+            }
+        }
+    }
+}
+
+/// `pixel` moved a fraction `c` of the way to `target`.
+fn blend(pixel: &mut image::Rgb<u8>, target: [u8; 3], c: f32) {
+    for (channel, &target) in pixel.0.iter_mut().zip(&target) {
+        let blended = f32::from(*channel) * (1.0 - c) + f32::from(target) * c;
+        *channel = blended.round() as u8;
+    }
+}
+
 /// Paints one object over the image.
 pub(crate) fn paint_object(image: &mut RgbImage, paint: &Paint, antialias: bool) {
     let [x0, y0, x1, y1] = pixel_bbox(paint.centre, paint.side, image.width());
@@ -108,11 +156,7 @@ pub(crate) fn paint_object(image: &mut RgbImage, paint: &Paint, antialias: bool)
             if c <= 0.0 {
                 continue;
             }
-            let pixel = image.get_pixel_mut(x, y);
-            for (channel, &target) in pixel.0.iter_mut().zip(&paint.rgb) {
-                let blended = f32::from(*channel) * (1.0 - c) + f32::from(target) * c;
-                *channel = blended.round() as u8;
-            }
+            blend(image.get_pixel_mut(x, y), paint.rgb, c);
         }
     }
 }

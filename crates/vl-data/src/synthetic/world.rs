@@ -106,6 +106,9 @@ pub(crate) struct Scene {
     pub(crate) background: Background,
 }
 
+/// The colour of object outlines ([`SyntheticWorldConfig::outline`]).
+const OUTLINE_RGB: [u8; 3] = [20, 20, 20];
+
 /// The caption templates; `{}` is the scene description.
 const TEMPLATES: [&str; 5] = [
     "{}",
@@ -127,6 +130,24 @@ pub(crate) fn article(word: &str) -> &'static str {
 /// `words` with the indefinite article the captions use (`"an orange circle"`, `"a ring"`).
 pub fn with_article(words: &str) -> String {
     format!("{} {words}", article(words))
+}
+
+/// `centre` of a box of side `side` moved so that its top-left corner lies on a multiple of
+/// `grid` inside `[0, size - side]`: per axis, rounded down (`dir = -1`), up (`1`) or to the
+/// nearest grid point (`0`), then clamped into the image.
+fn snap(centre: [f32; 2], side: f32, size: f32, grid: f32, dir: [i8; 2]) -> [f32; 2] {
+    let half = side / 2.0;
+    let last = ((size - side) / grid).floor().max(0.0);
+    let axis = |c: f32, d: i8| {
+        let k = (c - half) / grid;
+        let k = match d {
+            -1 => k.floor(),
+            1 => k.ceil(),
+            _ => k.round(),
+        };
+        k.clamp(0.0, last) * grid + half
+    };
+    [axis(centre[0], dir[0]), axis(centre[1], dir[1])]
 }
 
 /// The procedural world: a validated config plus precomputed (shape, colour) pair lists.
@@ -367,6 +388,23 @@ impl SyntheticWorld {
                 centres
             }
         };
+        let centres = match (config.position_grid, relation) {
+            (0, _) => centres,
+            (grid, None) => vec![snap(centres[0], sides[0].1, size, grid as f32, [0, 0])],
+            (grid, Some(relation)) => {
+                // Along the relation's axis each object snaps away from the middle, so the two
+                // never move into each other; across it, to the nearest grid point.
+                let first_low = matches!(relation, Relation::LeftOf | Relation::Above);
+                let horizontal = matches!(relation, Relation::LeftOf | Relation::RightOf);
+                (0..2)
+                    .map(|slot| {
+                        let away = if (slot == 0) == first_low { -1 } else { 1 };
+                        let dir = if horizontal { [away, 0] } else { [0, away] };
+                        snap(centres[slot], sides[slot].1, size, grid as f32, dir)
+                    })
+                    .collect()
+            }
+        };
         for ((&(shape_index, colour_index), &(size_index, side)), centre) in
             pairs.iter().zip(&sides).zip(centres)
         {
@@ -438,6 +476,15 @@ impl SyntheticWorld {
             texture_seed,
         );
         for object in &scene.objects {
+            if config.outline > 0.0 {
+                let contour = Paint {
+                    shape: object.shape,
+                    rgb: OUTLINE_RGB,
+                    centre: object.centre,
+                    side: object.side,
+                };
+                render::paint_contour(&mut image, &contour, config.outline, config.antialias);
+            }
             let paint = Paint {
                 shape: object.shape,
                 rgb: object.rgb,

@@ -331,6 +331,140 @@ fn object_tasks_need_one_object_images() {
 }
 
 #[test]
+fn position_grid_puts_boxes_on_the_grid_inside_the_image_keeping_relations_and_all_else() {
+    let grid = 6u32;
+    let snapped = SyntheticWorld::new(SyntheticWorldConfig {
+        position_grid: grid,
+        sizes: vec![
+            vl_data::synthetic::SizeClass {
+                name: "small".into(),
+                fraction: 0.4,
+            },
+            vl_data::synthetic::SizeClass {
+                name: "large".into(),
+                fraction: 0.5,
+            },
+        ],
+        ..SyntheticWorldConfig::default()
+    })
+    .expect("valid config");
+    let free = SyntheticWorld::new(SyntheticWorldConfig {
+        position_grid: 0,
+        ..snapped.config().clone()
+    })
+    .expect("valid config");
+    let size = snapped.config().image_size as f32;
+    let mut corners = HashSet::new();
+    for split in [Split::Pretrain, Split::Eval, Split::HeldOut] {
+        for index in 0..300 {
+            let (a, b) = (
+                snapped.sample_in(split, index),
+                free.sample_in(split, index),
+            );
+            // Everything but the positions (and so the pixels) is the continuous world's.
+            assert_eq!(a.caption, b.caption);
+            assert_eq!(a.relation, b.relation);
+            assert_eq!(a.background, b.background);
+            for (o, p) in a.objects.iter().zip(&b.objects) {
+                assert_eq!((o.shape, &o.colour, &o.size), (p.shape, &p.colour, &p.size));
+                let corner = [o.centre[0] - o.side / 2.0, o.centre[1] - o.side / 2.0];
+                for c in corner {
+                    let k = c / grid as f32;
+                    assert!((k - k.round()).abs() < 1e-4, "corner {c} off the grid");
+                    assert!(
+                        c >= 0.0 && c + o.side <= size + 1e-4,
+                        "box {corner:?} outside"
+                    );
+                }
+                corners.insert([corner[0].round() as u32, corner[1].round() as u32]);
+            }
+            if let Some(relation) = a.relation {
+                // Continuous boxes `[x0, y0, x1, y1]`: the objects may touch, never overlap.
+                let boxes: Vec<[f32; 4]> = a
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        let h = o.side / 2.0;
+                        [
+                            o.centre[0] - h,
+                            o.centre[1] - h,
+                            o.centre[0] + h,
+                            o.centre[1] + h,
+                        ]
+                    })
+                    .collect();
+                let ([ax0, ay0, ax1, ay1], [bx0, by0, bx1, by1]) = (boxes[0], boxes[1]);
+                let holds = match relation {
+                    Relation::LeftOf => ax1 <= bx0 + 1e-4,
+                    Relation::RightOf => bx1 <= ax0 + 1e-4,
+                    Relation::Above => ay1 <= by0 + 1e-4,
+                    Relation::Below => by1 <= ay0 + 1e-4,
+                };
+                assert!(holds, "{}: {boxes:?}", a.caption);
+            }
+        }
+    }
+    // Positions still vary: (48 - 19.2) / 6 gives corners 0, 6, .., 24 per axis.
+    assert_eq!(corners.len(), 25, "{corners:?}");
+}
+
+#[test]
+fn outline_draws_a_dark_contour_around_the_shape_and_leaves_its_colour_inside() {
+    // Backgrounds are greys of at least 80 and every object colour has a channel above 70.
+    let dark = |p: &image::Rgb<u8>| p.0.iter().all(|&c| c <= 70);
+    let outlined = SyntheticWorld::new(SyntheticWorldConfig {
+        outline: 1.0,
+        max_objects: 1,
+        ..SyntheticWorldConfig::default()
+    })
+    .expect("valid config");
+    let plain = SyntheticWorld::new(SyntheticWorldConfig {
+        outline: 0.0,
+        ..outlined.config().clone()
+    })
+    .expect("valid config");
+    let square = [
+        (-0.5, -0.5),
+        (0.5, -0.5),
+        (-0.5, 0.5),
+        (0.5, 0.5),
+        (0.0, 0.0),
+    ];
+    for index in 0..100 {
+        let (a, b) = (outlined.sample(index), plain.sample(index));
+        assert_eq!((&a.caption, &a.objects), (&b.caption, &b.objects));
+        assert!(!b.image.pixels().any(dark), "no outline, yet a dark pixel");
+        let object = &a.objects[0];
+        let (mut ring, mut stray, mut inside_dark, mut exact) = (0, 0, 0, 0);
+        for (x, y, pixel) in a.image.enumerate_pixels() {
+            let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let hits = square
+                .iter()
+                .filter(|(dx, dy)| object.contains(cx + dx, cy + dy))
+                .count();
+            // Pixels inside the shape keep its colour.
+            if hits == square.len() {
+                exact += usize::from(pixel.0 == object.rgb);
+                inside_dark += usize::from(dark(pixel));
+            }
+            // Dark pixels lie outside the shape, within the contour's pixel of it.
+            if dark(pixel) {
+                ring += 1;
+                let near = (0..16).any(|k| {
+                    let angle = k as f32 * std::f32::consts::FRAC_PI_8;
+                    object.contains(cx + 1.5 * angle.cos(), cy + 1.5 * angle.sin())
+                });
+                stray += usize::from(!near || hits == square.len());
+            }
+        }
+        assert_eq!(inside_dark, 0, "{}", a.caption);
+        assert!(exact >= 10, "{}: {exact} pixels of its colour", a.caption);
+        assert!(ring >= 12, "{}: only {ring} contour pixels", a.caption);
+        assert_eq!(stray, 0, "{}: dark pixels away from the contour", a.caption);
+    }
+}
+
+#[test]
 fn invalid_configs_are_rejected() {
     let bad = [
         SyntheticWorldConfig {
@@ -351,6 +485,14 @@ fn invalid_configs_are_rejected() {
         },
         SyntheticWorldConfig {
             shapes: vec![Shape::Star, Shape::Star],
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            position_grid: 48,
+            ..Default::default()
+        },
+        SyntheticWorldConfig {
+            outline: -1.0,
             ..Default::default()
         },
     ];

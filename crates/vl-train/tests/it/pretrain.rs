@@ -14,6 +14,9 @@ fn tiny_config() -> PretrainConfig {
         ..PretrainConfig::default()
     };
     c.world.image_size = 16;
+    // As in experiments/pretrain-tiny.toml: objects on the patch grid, outlined.
+    c.world.position_grid = 8;
+    c.world.outline = 1.0;
     c.model.patch_size = 8;
     c.model.vision_width = 32;
     c.model.vision_layers = 1;
