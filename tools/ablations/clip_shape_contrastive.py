@@ -24,7 +24,9 @@ the write_world arguments after SEED are GRID and OUTLINE):
   accuracy 61.7%; batch 32 x 2000 steps: 52.5%; lr 3e-3: 10.5% after 200 steps;
 - positions on the 6-px patch grid, no outline: the same plateau (Burn, 10 epochs: 30.5%);
 - continuous positions with a 1-px outline: 18.4% after 400 steps;
-- grid and outline together: 50.6% after 200 steps, 89.5% after 300, 90.8% after 500 (336 s
+- grid and outline together (the first outline variant, the shape scaled up by 2 px, which is
+  thinner than 1 px near the centre of concave shapes; the same world in Burn gave 81.6%, and the
+  committed true 1-px contour 97.1%): 50.6% after 200 steps, 89.5% after 300, 90.8% after 500 (336 s
   with 1 thread beside another job; 211 s for 500 steps alone on 2 threads, where Burn flex takes
   about 530 s for the same model and batch).
 With grid-aligned objects a supervised ViT learns shape in 250 steps (100%, vit_shape_supervised.py
