@@ -498,8 +498,11 @@ fn image_index(config: &SelfSupConfig, epoch: usize, item: u64) -> u64 {
 }
 
 /// SeLa's labels of one epoch: the clean views of all `steps_per_epoch × batch_size` images,
-/// scored against the prototypes with no gradient, equal-partition assignment by Sinkhorn-Knopp
-/// over all of them, argmax. Returns the labels in item order and how many prototypes are used.
+/// scored against the prototypes by the model in evaluation mode (`valid()`: no autodiff, the
+/// head's BatchNorm on its running statistics, as SeLa's labelling pass), equal-partition
+/// assignment by Sinkhorn-Knopp over all of them, argmax. `device` is the plain (inference)
+/// device: scoring on the autodiff device kept every batch's graph alive (24 GB by epoch 2).
+/// Returns the labels in item order and how many prototypes are used.
 fn epoch_labels(
     model: &SelfSupModel,
     world: &SyntheticWorld,
@@ -508,6 +511,7 @@ fn epoch_labels(
     epoch: usize,
     device: &Device,
 ) -> Result<(Vec<i64>, usize)> {
+    let model = model.valid();
     let size = world.config().image_size as usize;
     let n = config.batch_size;
     let mut scores = Vec::with_capacity(config.steps_per_epoch);
@@ -522,7 +526,7 @@ fn epoch_labels(
             })
             .collect();
         let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, size, size]), device);
-        scores.push(model.scores(model.project(x)).detach());
+        scores.push(model.scores(model.project(x)));
     }
     let all = Tensor::cat(scores, 0);
     let q = SinkhornConfig::new()
@@ -898,7 +902,7 @@ pub fn run_selfsup(config: &SelfSupConfig, opts: &SelfSupOptions) -> Result<Self
                 )));
             }
             let (labels, used) =
-                epoch_labels(&current, &world, &preprocessor, config, epoch, &device)?;
+                epoch_labels(&current, &world, &preprocessor, config, epoch, &inference)?;
             log.line(&format!(
                 "epoch {epoch}: {used} of {} prototypes hold images",
                 config.prototypes
