@@ -65,11 +65,23 @@ pub(crate) fn run(args: &RunArgs) -> Result<PathBuf> {
     let md = std::fs::read_to_string(out.join("results.md"))
         .with_context(|| format!("reading {}", out.join("results.md").display()))?;
     println!("{md}");
+    // Name what was written: the self-supervised and retrieval protocols write no plot.
+    let mut written: Vec<String> = std::fs::read_dir(&out)
+        .with_context(|| format!("listing {}", out.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            [".md", ".csv", ".svg", ".png"]
+                .iter()
+                .any(|x| n.ends_with(x))
+        })
+        .collect();
+    written.sort();
     println!(
-        "{} finished in {:.0} s; tables and plots in {} (results.md, results.csv, *.svg, *.png)",
+        "{} finished in {:.0} s; tables and plots in {} ({})",
         exp.name,
         started.elapsed().as_secs_f64(),
-        out.display()
+        out.display(),
+        written.join(", ")
     );
     Ok(out)
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use vl_train::experiment::{Experiment, ExperimentOptions, report, run_experiment};
+use vl_train::experiment::{Experiment, ExperimentOptions, Protocol, report, run_experiment};
 use vl_train::prompt::PromptOptions;
 
 use crate::common::pretrained;
@@ -247,7 +247,9 @@ fn shipped_experiment_files_parse_and_resolve() {
         root.join("quickstart.toml"),
         root.join("retrieval-tiny.toml"),
         root.join("label-free.toml"),
+        root.join("label-free-lafter.toml"),
         root.join("selfsup.toml"),
+        root.join("selfsup-grid.toml"),
     ];
     for f in std::fs::read_dir(root.join("coop-suite")).unwrap() {
         files.push(f.unwrap().path());
@@ -257,6 +259,13 @@ fn shipped_experiment_files_parse_and_resolve() {
         let exp = Experiment::from_file(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         exp.cells()
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        // Self-supervised experiments name run configs: each must read and validate.
+        for i in 0..exp.methods.len() {
+            if exp.protocol == Protocol::SelfSupervised {
+                exp.selfsup_config(i, 0)
+                    .unwrap_or_else(|e| panic!("{} method {i}: {e}", f.display()));
+            }
+        }
     }
 }
 
