@@ -287,6 +287,34 @@ fn sinkhorn_equals_naive_version_where_that_is_finite() {
 }
 
 #[test]
+fn sinkhorn_equal_partition_undoes_a_collapsed_argmax_on_hand_built_scores() {
+    let device = Device::flex();
+    let argmax_rows = |q: Vec<f32>, k: usize| -> Vec<usize> {
+        q.chunks(k)
+            .map(|r| (0..k).fold(0, |b, c| if r[c] > r[b] { c } else { b }))
+            .collect()
+    };
+    let assign = |scores: Vec<f32>, shape: [usize; 2]| {
+        let q = SinkhornConfig::new()
+            .with_epsilon(0.05)
+            .with_n_iters(200)
+            .init()
+            .forward(matrix(scores, shape, &device));
+        argmax_rows(values(q), shape[1])
+    };
+    // Every row prefers cluster 0; two per cluster go to the two rows that prefer it most (the
+    // optimal transport plan: 1.0 + 0.9 beats any other split).
+    let scores = vec![1.0, 0.0, 0.9, 0.0, 0.2, 0.0, 0.1, 0.0];
+    assert_eq!(argmax_rows(scores.clone(), 2), [0, 0, 0, 0]);
+    assert_eq!(assign(scores, [4, 2]), [0, 0, 1, 1]);
+    // Three rows, three clusters, all argmax 0: the one-per-cluster plan of highest total score
+    // (0.8 + 0.8 + 0.9 = 2.5; keeping row 0 on cluster 0 gives at most 1.8).
+    let scores = vec![0.9, 0.8, 0.0, 0.9, 0.0, 0.8, 0.9, 0.1, 0.1];
+    assert_eq!(argmax_rows(scores.clone(), 3), [0, 0, 0]);
+    assert_eq!(assign(scores, [3, 3]), [1, 2, 0]);
+}
+
+#[test]
 fn sinkhorn_meets_given_marginals() {
     let device = Device::flex();
     let shape @ [n, k] = [64, 8];
